@@ -1,0 +1,76 @@
+"""`vo3rl` — the command line. Each subcommand lives in `vo3rl/commands/<name>.py` and exposes
+`HELP` (one line), `add_arguments(parser)` and `run(args) -> int`. Command modules keep their heavy
+imports (torch, ray, vllm) inside `run`, so building the parser stays instant.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib
+import sys
+
+# name -> module under vo3rl.commands
+COMMANDS = {
+    "run": "run",
+    "sft": "pending",
+    "rl": "pending",
+    "eval": "pending",
+    "data": "data",
+    "submit": "pending",
+    "config": "config",
+    "tiny-model": "tiny_model",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line (and exit status 2), not a usage dump."""
+
+    def error(self, message: str):  # type: ignore[override]
+        if "invalid choice" in message and "argument command" in message:
+            wrong = message.split("'")[1] if "'" in message else ""
+            close = difflib.get_close_matches(wrong, COMMANDS, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            message = f"unknown command '{wrong}'{hint}; commands: {', '.join(COMMANDS)}"
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _load(name: str):
+    return importlib.import_module(f"vo3rl.commands.{COMMANDS[name]}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="vo3rl",
+        description="RL for video-language agents that seek and cite evidence (Video-o3, Open-o3 Video).",
+        epilog="Recipes are YAML files (see recipes/); any key can be overridden as key.path=value.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="command", parser_class=_Parser)
+    sub.required = True
+    for name in COMMANDS:
+        module = _load(name)
+        help_text = module.help_for(name) if hasattr(module, "help_for") else module.HELP
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if hasattr(module, "add_arguments_for"):
+            module.add_arguments_for(name, command)
+        else:
+            module.add_arguments(command)
+        command.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vo3rl.config import RecipeError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._module.run(args) or 0)
+    except RecipeError as exc:
+        print(f"vo3rl {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"vo3rl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

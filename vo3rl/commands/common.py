@@ -1,0 +1,29 @@
+"""Arguments and set-up shared by the commands that take a recipe."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vo3rl.config import load_recipe, to_yaml
+from vo3rl.log import get_logger, setup_logging
+
+log = get_logger(__name__)
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="recipe YAML, e.g. recipes/tiny_cpu/demo.yaml")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key.path=value", help="override any recipe key, e.g. run.seed=1"
+    )
+
+
+def recipe_from_args(args: argparse.Namespace):
+    """Load and validate the recipe (raises RecipeError), set up logging, and save the resolved recipe
+    next to the run's outputs so a run can always be reproduced from its folder."""
+    recipe = load_recipe(args.recipe, args.overrides)
+    setup_logging(recipe.run.log_level)
+    out = Path(recipe.run.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.yaml").write_text(to_yaml(recipe))
+    log.info("recipe %s resolved into %s/recipe.yaml", args.recipe, out)
+    return recipe

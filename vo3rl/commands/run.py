@@ -1,0 +1,36 @@
+"""`vo3rl run RECIPE [key=value …]`: the whole pipeline of a recipe (data → model → sft → rl → eval)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vo3rl.commands.common import add_recipe_arguments
+
+HELP = "run the recipe's pipeline stages in order (run.stages) and print a summary"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_recipe_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from vo3rl.commands.common import recipe_from_args
+    from vo3rl.pipeline import StageUnavailable, run_pipeline
+
+    recipe = recipe_from_args(args)
+    try:
+        results = run_pipeline(recipe)
+    except StageUnavailable as exc:
+        print(f"vo3rl run: error: {exc}", file=sys.stderr)
+        return 2
+    table = Table(title=f"vo3rl run · {recipe.run.name} · {recipe.run.output_dir}")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("result")
+    for name, seconds, summary in results:
+        table.add_row(name, f"{seconds:.1f}", ", ".join(f"{k}={v}" for k, v in summary.items()))
+    Console(stderr=False).print(table)
+    return 0

@@ -1,0 +1,118 @@
+"""Recipes: YAML on top of the typed schema, `extends:` for inheritance, `key=value` overrides.
+
+Order of precedence (later wins): schema defaults < extended recipes (base first) < the recipe < overrides.
+Every layer is checked against the schema before it is merged, so an unknown key is reported with the
+file it came from and the nearest valid key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vo3rl.config.schema import Recipe, check_semantics
+
+EXTENDS_KEY = "extends"
+
+
+class RecipeError(Exception):
+    """A recipe that cannot be used; the message is one line meant for the user."""
+
+
+def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), schema: type = Recipe) -> Any:
+    """Read `path` (may be None for defaults only), apply `overrides`, and return a validated `schema`
+    instance with every `${…}` interpolation resolved. Raises RecipeError."""
+    config = OmegaConf.structured(schema)
+    layers = _read_recipe(Path(path), chain=()) if path is not None else []
+    if overrides:
+        layers.append(("command line", _parse_overrides(overrides)))
+    for origin, layer in layers:
+        _check_keys(config, layer, origin, prefix="")
+        try:
+            config = OmegaConf.merge(config, layer)
+        except OmegaConfBaseException as exc:
+            raise RecipeError(f"{origin}: {_describe(exc)}") from None
+    missing = sorted(OmegaConf.missing_keys(config))
+    if missing:
+        raise RecipeError(f"missing required value: {', '.join(missing)} (set it in the recipe or as key=value)")
+    try:
+        recipe = OmegaConf.to_object(config)
+    except OmegaConfBaseException as exc:
+        raise RecipeError(_describe(exc)) from None
+    problems = check_semantics(recipe) if isinstance(recipe, Recipe) else []
+    if problems:
+        raise RecipeError("; ".join(problems))
+    return recipe
+
+
+def to_yaml(recipe: Any) -> str:
+    """The resolved recipe as YAML (what `vo3rl config` prints and runs save next to their outputs)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(recipe))
+
+
+def _read_recipe(path: Path, chain: tuple[Path, ...]) -> list[tuple[str, dict]]:
+    """The layers of one recipe file, its `extends` first, each tagged with its file name."""
+    path = path.expanduser()
+    if not path.is_file():
+        raise RecipeError(f"recipe file not found: {path}")
+    resolved = path.resolve()
+    if resolved in chain:
+        raise RecipeError(f"{path}: 'extends' cycle: {' -> '.join(str(p) for p in (*chain, resolved))}")
+    try:
+        data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as exc:  # yaml's own errors carry no common base we can name
+        raise RecipeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping of keys, got {type(data).__name__}")
+    bases = data.pop(EXTENDS_KEY, None) or []
+    if isinstance(bases, str):
+        bases = [bases]
+    layers = []
+    for base in bases:
+        layers.extend(_read_recipe(path.parent / base, (*chain, resolved)))
+    layers.append((str(path), data))
+    return layers
+
+
+def _parse_overrides(overrides: Sequence[str]) -> dict:
+    for item in overrides:
+        key, sep, _ = item.partition("=")
+        if not sep or not key or key.startswith("."):
+            raise RecipeError(f"override {item!r} is not of the form key.path=value")
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)), resolve=False)
+    except Exception as exc:
+        raise RecipeError(f"command line: cannot parse overrides ({str(exc).splitlines()[0]})") from None
+
+
+def _check_keys(node: DictConfig, layer: dict, origin: str, prefix: str) -> None:
+    """Reject keys the schema does not declare, naming the nearest valid one."""
+    node_type = OmegaConf.get_type(node)
+    if not dataclasses.is_dataclass(node_type):
+        return  # a free-form dict field: any key is allowed
+    for key, value in layer.items():
+        full = f"{prefix}{key}"
+        if key not in node.keys():  # `in node` is False for a required value still unset
+            raise RecipeError(f"{origin}: unknown key '{full}'{_suggest(node, str(key), prefix)}")
+        child = node._get_node(key)
+        if isinstance(value, dict) and isinstance(child, DictConfig) and not child._is_none():
+            _check_keys(child, value, origin, prefix=f"{full}.")
+
+
+def _suggest(node: DictConfig, key: str, prefix: str) -> str:
+    close = difflib.get_close_matches(key, [str(k) for k in node.keys()], n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{prefix}{close[0]}'?)"
+    return f" (valid keys here: {', '.join(str(k) for k in node.keys())})"
+
+
+def _describe(exc: OmegaConfBaseException) -> str:
+    key = getattr(exc, "full_key", None)
+    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"'{key}': {message}" if key else message

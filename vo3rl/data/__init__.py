@@ -1,0 +1,1 @@
+"""Samples: the schema every reader produces, readers for the published formats, and the synthetic set."""

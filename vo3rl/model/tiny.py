@@ -1,0 +1,128 @@
+"""A randomly initialised, tiny Qwen2.5-VL with the real tokenizer, saved as an ordinary HF directory.
+
+The architecture, token ids, chat layout and processor are Qwen2.5-VL's; only the widths and depths are
+small, so the whole stack (transformers, vLLM, FSDP, the rollout loop) runs on a laptop CPU exactly as it
+would with a 7B checkpoint. Nothing is downloaded.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from vo3rl.model.tokenizer import VOCAB_SIZE, build_tokenizer
+
+log = logging.getLogger(__name__)
+
+# Frames reach the processors already resized by vo3rl's sampler (multiples of 28 px); the processors'
+# pixel bounds only need to contain every size the sampler can produce so they never resize again.
+PROCESSOR_MIN_PIXELS = 56 * 56
+PROCESSOR_MAX_PIXELS = 16384 * 28 * 28
+
+
+@dataclass
+class TinyModelConfig:
+    """Widths and depths of the tiny model. `text_hidden / text_heads` is the head dim; the
+    multimodal RoPE sections (temporal, height, width) must add up to half of it. vLLM's CPU attention
+    needs a head dim in {32, 64, 80, …}."""
+
+    text_hidden: int = 64
+    text_layers: int = 2
+    text_heads: int = 2  # head_dim 32: the smallest vLLM's CPU attention supports
+    text_kv_heads: int = 1
+    text_intermediate: int = 256
+    mrope_section: list[int] = field(default_factory=lambda: [4, 6, 6])
+    vision_hidden: int = 64
+    vision_depth: int = 2
+    vision_heads: int = 4
+    vision_intermediate: int = 128
+    tie_word_embeddings: bool = True
+    max_position_embeddings: int = 32768
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.text_hidden % self.text_heads:
+            raise ValueError(f"text_hidden {self.text_hidden} is not a multiple of text_heads {self.text_heads}")
+        half_head = self.text_hidden // self.text_heads // 2
+        if sum(self.mrope_section) != half_head:
+            raise ValueError(f"mrope_section {self.mrope_section} must sum to head_dim/2 = {half_head}")
+        if self.text_heads % self.text_kv_heads:
+            raise ValueError("text_heads must be a multiple of text_kv_heads")
+        if self.vision_hidden % self.vision_heads:
+            raise ValueError("vision_hidden must be a multiple of vision_heads")
+
+
+def qwen2_5_vl_config(cfg: TinyModelConfig):
+    from transformers import Qwen2_5_VLConfig
+
+    cfg.validate()
+    text = dict(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=cfg.text_hidden,
+        intermediate_size=cfg.text_intermediate,
+        num_hidden_layers=cfg.text_layers,
+        num_attention_heads=cfg.text_heads,
+        num_key_value_heads=cfg.text_kv_heads,
+        max_position_embeddings=cfg.max_position_embeddings,
+        rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": list(cfg.mrope_section)},
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        bos_token_id=151643,
+        eos_token_id=151645,
+        pad_token_id=151643,
+    )
+    vision = dict(
+        depth=cfg.vision_depth,
+        hidden_size=cfg.vision_hidden,
+        intermediate_size=cfg.vision_intermediate,
+        num_heads=cfg.vision_heads,
+        out_hidden_size=cfg.text_hidden,
+        fullatt_block_indexes=[cfg.vision_depth - 1],
+    )
+    return Qwen2_5_VLConfig(
+        text_config=text,
+        vision_config=vision,
+        tie_word_embeddings=cfg.tie_word_embeddings,
+        bos_token_id=151643,
+        eos_token_id=151645,
+        pad_token_id=151643,
+    )
+
+
+def build_processor(tokenizer=None):
+    """Qwen2.5-VL's processor with our tokenizer and pixel bounds wide enough to never resize."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    tokenizer = tokenizer or build_tokenizer()
+    size = {"shortest_edge": PROCESSOR_MIN_PIXELS, "longest_edge": PROCESSOR_MAX_PIXELS}
+    return Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(size=size),
+        video_processor=Qwen2VLVideoProcessor(size=size, do_sample_frames=False, cap_pixels_per_frame=False),
+        tokenizer=tokenizer,
+        chat_template=tokenizer.chat_template,
+    )
+
+
+def build_tiny_model(out_dir: str | Path, cfg: TinyModelConfig | None = None) -> Path:
+    """Initialise a tiny Qwen2.5-VL from `cfg.seed` and save model, tokenizer and processor in `out_dir`.
+
+    Returns the directory. Same seed and config give the same weights.
+    """
+    import torch
+    from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
+
+    cfg = cfg or TinyModelConfig()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = Qwen2_5_VLForConditionalGeneration(qwen2_5_vl_config(cfg)).to(torch.float32)
+    model.generation_config = GenerationConfig(
+        bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False
+    )
+    model.save_pretrained(out, safe_serialization=True)
+    processor = build_processor()
+    processor.save_pretrained(out)
+    (out / "vo3rl_tiny.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("tiny Qwen2.5-VL with %.1fM parameters saved to %s", n_params / 1e6, out)
+    return out
