@@ -91,6 +91,8 @@ def test_vllm_generates_from_video(tiny_model_dir, short_video):
     out = subprocess.run([sys.executable, str(script), str(tiny_model_dir), str(short_video), "4"],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    tagged = [line for line in out.stdout.splitlines() if line.startswith("VO3RL_RESULT ")]
+    assert len(tagged) == 1, out.stdout[-3000:]
+    result = json.loads(tagged[0].split(" ", 1)[1])
     assert result["video_pad_tokens"] == 12  # vLLM expands the placeholder to the same count
     assert len(result["generated"]) == 8

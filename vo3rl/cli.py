@@ -12,11 +12,11 @@ import sys
 # name -> module under vo3rl.commands
 COMMANDS = {
     "run": "run",
-    "sft": "pending",
-    "rl": "pending",
-    "eval": "pending",
+    "sft": "sft",
+    "rl": "rl",
+    "eval": "eval",
     "data": "data",
-    "submit": "pending",
+    "submit": "submit",
     "config": "config",
     "tiny-model": "tiny_model",
 }
@@ -48,12 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         module = _load(name)
-        help_text = module.help_for(name) if hasattr(module, "help_for") else module.HELP
-        command = sub.add_parser(name, help=help_text, description=help_text)
-        if hasattr(module, "add_arguments_for"):
-            module.add_arguments_for(name, command)
-        else:
-            module.add_arguments(command)
+        command = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(command)
         command.set_defaults(_module=module)
     return parser
 

@@ -29,6 +29,21 @@ class StageUnavailable(RuntimeError):
     """A stage the recipe asks for that this version cannot run."""
 
 
+@stage("data")
+def synth_data_stage(recipe: Recipe) -> dict:
+    from vo3rl.data.synth import generate
+
+    out = Path(recipe.data.synth_dir)
+    manifest_path = out / "manifest.json"
+    if manifest_path.is_file() and json.loads(manifest_path.read_text()).get("config") == asdict(recipe.data.synth):
+        log.info("synthetic data already at %s", out)
+        manifest = json.loads(manifest_path.read_text())
+    else:
+        manifest = generate(recipe.data.synth, str(out))
+    counts = manifest["counts"]
+    return {"dir": str(out), "videos": counts["videos"], "video_s": round(counts["video_seconds"], 1)}
+
+
 @stage("tiny_model")
 def build_model_stage(recipe: Recipe) -> dict:
     from vo3rl.model.tiny import build_tiny_model
@@ -40,6 +55,41 @@ def build_model_stage(recipe: Recipe) -> dict:
         return {"model": str(out), "built": False}
     build_tiny_model(out, recipe.model.tiny)
     return {"model": str(out), "built": True}
+
+
+@stage("sft")
+def sft_stage(recipe: Recipe) -> dict:
+    from vo3rl.sft import run_sft
+
+    summary = run_sft(recipe)
+    keep = {"checkpoint": summary["checkpoint"], "train_s": round(summary["train_seconds"], 1)}
+    for when in ("before", "after"):
+        if when in summary:
+            keep[f"{when}_format"] = round(summary[when]["format"], 3)
+            keep[f"{when}_accuracy"] = round(summary[when]["accuracy"], 3)
+    return keep
+
+
+@stage("rl")
+def rl_stage(recipe: Recipe) -> dict:
+    from vo3rl.rl.driver import train
+
+    return train(recipe)
+
+
+@stage("eval")
+def eval_stage(recipe: Recipe) -> dict:
+    """Evaluate the newest policy this run produced (RL, else SFT, else `model.path`)."""
+    from vo3rl.evaluation import run_eval
+    from vo3rl.train.checkpoint import latest_checkpoint
+
+    sft_final = Path(recipe.sft.output_dir) / "final"
+    newest = latest_checkpoint(Path(recipe.run.output_dir) / "rl" / "checkpoints")
+    model = newest or (sft_final if sft_final.exists() else Path(recipe.model.path))
+    metrics = run_eval(recipe, str(model), recipe.rl.eval_samples)
+    (Path(recipe.run.output_dir) / "eval.json").write_text(json.dumps({"model": str(model), **metrics}, indent=2) + "\n")
+    return {"model": str(model), **{k: round(v, 3) for k, v in metrics.items()
+                                    if k in ("eval/accuracy", "eval/format", "eval/total", "eval/n")}}
 
 
 def run_pipeline(recipe: Recipe) -> list[tuple[str, float, dict]]:

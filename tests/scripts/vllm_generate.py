@@ -8,6 +8,8 @@ import os
 import sys
 
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+# vLLM logs to stdout too (even after we print): the result line carries this tag.
+RESULT_TAG = "VO3RL_RESULT"
 
 
 def main() -> None:
@@ -29,7 +31,7 @@ def main() -> None:
               "<|vision_start|><|video_pad|><|vision_end|>What happens?<|im_end|>\n<|im_start|>assistant\n")
     params = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
     out = llm.generate([{"prompt": prompt, "multi_modal_data": {"video": [(frames, metadata)]}}], params)[0]
-    print(json.dumps({
+    print(RESULT_TAG, json.dumps({
         "prompt_tokens": len(out.prompt_token_ids),
         "video_pad_tokens": sum(1 for t in out.prompt_token_ids if t == 151656),
         "generated": list(out.outputs[0].token_ids),

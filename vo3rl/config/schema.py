@@ -6,9 +6,15 @@ type, or a required value (`???`) left unset is rejected before any work starts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
+from vo3rl.agent.prompts import PromptTemplates
+from vo3rl.data.synth_config import SynthConfig
+from vo3rl.rewards.compose import RewardConfig
+from vo3rl.rl.config import RLConfig
+from vo3rl.rollout.config import RolloutConfig
 from vo3rl.model.tiny import TinyModelConfig
+from vo3rl.train.config import LearnerConfig, SFTConfig
 
 # Stages `vo3rl run` knows, in the order a pipeline runs them.
 KNOWN_STAGES = ("data", "tiny_model", "sft", "rl", "eval")
@@ -36,11 +42,26 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    """Dataset files and where their relative video paths start."""
+    """Dataset files and where their relative video paths start. The `data` stage writes the synthetic
+    set (`synth`) to `synth_dir`."""
 
     root: str = ""
     train: str = ""
     eval: str = ""
+    format: str = "seeker"  # of `train` / `eval`: seeker, stgr, verl, mcq, vstar, samples
+    synth_dir: str = "${run.output_dir}/data"
+    synth: SynthConfig = field(default_factory=SynthConfig)
+
+
+@dataclass
+class VideoConfig:
+    """Sampling. `presets` overrides fields of the named presets of vo3rl/video/budgets.py, e.g.
+    `{global: {max_frames: 16, max_tokens: 1024}}` for a tiny model; the rollout, the learner and
+    evaluation all sample through the same resolved presets. `cache_mb` bounds each process's
+    decode-once cache."""
+
+    presets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cache_mb: int = 512
 
 
 @dataclass
@@ -68,8 +89,15 @@ class Recipe:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    video: VideoConfig = field(default_factory=VideoConfig)
+    prompts: PromptTemplates = field(default_factory=PromptTemplates)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     wandb: WandbConfig = field(default_factory=WandbConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    rl: RLConfig = field(default_factory=RLConfig)
 
 
 def check_semantics(recipe: Recipe) -> list[str]:
@@ -80,8 +108,36 @@ def check_semantics(recipe: Recipe) -> list[str]:
             problems.append(f"run.stages: unknown stage {stage!r} (known: {', '.join(KNOWN_STAGES)})")
     if recipe.wandb.mode not in ("online", "offline", "disabled"):
         problems.append(f"wandb.mode: {recipe.wandb.mode!r} is not one of online, offline, disabled")
-    try:
-        recipe.model.tiny.validate()
-    except ValueError as exc:
-        problems.append(f"model.tiny: {exc}")
+    from vo3rl.data.readers import SAMPLE_FORMATS
+
+    if recipe.data.format not in SAMPLE_FORMATS:
+        problems.append(f"data.format: {recipe.data.format!r} is not one of {', '.join(SAMPLE_FORMATS)}")
+    for section, validate in (("model.tiny", recipe.model.tiny.validate), ("data.synth", recipe.data.synth.validate),
+                              ("video.presets", lambda: resolved_presets(recipe)),
+                              ("prompts", recipe.prompts.validate), ("reward", recipe.reward.validate),
+                              ("rollout", recipe.rollout.validate), ("rl", recipe.rl.validate)):
+        try:
+            validate()
+        except ValueError as exc:
+            problems.append(f"{section}: {exc}")
     return problems
+
+
+_INT_SPEC_FIELDS = ("max_frames", "max_tokens", "min_tokens", "max_tokens_per_patch", "min_frames", "num_frames")
+
+
+def resolved_presets(recipe: Recipe) -> dict:
+    """Every sampling preset with the recipe's overrides applied (name -> SamplingSpec).
+    Raises ValueError for an unknown preset or field."""
+    from vo3rl.video.budgets import PRESET_NAMES, preset
+
+    unknown = sorted(set(recipe.video.presets) - set(PRESET_NAMES))
+    if unknown:
+        raise ValueError(f"unknown preset(s) {unknown}; known: {', '.join(PRESET_NAMES)}")
+    for name, overrides in recipe.video.presets.items():
+        for key, value in overrides.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{name}.{key}: expected a number, got {value!r}")
+            if key in _INT_SPEC_FIELDS and value is not None and value != int(value):
+                raise ValueError(f"{name}.{key}: expected a whole number, got {value!r}")
+    return {name: preset(name, **recipe.video.presets.get(name, {})) for name in PRESET_NAMES}

@@ -1,0 +1,118 @@
+"""The learner on one rank: loss only on assistant tokens, micro-batching that does not change the
+gradient, checkpoints that round-trip exactly and refuse what they cannot load."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from learner_fixtures import trajectory, write_colour_mp4
+from vo3rl.agent.trajectory import Role
+from vo3rl.train.config import LearnerConfig
+
+
+@pytest.fixture(scope="module")
+def trajs(tokenizer, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("learner")
+    video = write_colour_mp4(str(folder / "a.mp4"))
+    other = write_colour_mp4(str(folder / "b.mp4"), seed=1)
+    return [trajectory(tokenizer, video), trajectory(tokenizer, other, sample_id="s2", answer_text="B, the blue one")]
+
+
+def _learner(model_dir, tokenizer, **overrides):
+    from vo3rl.train.learner import Learner
+
+    cfg = LearnerConfig(**{"lr": 1e-3, "warmup_ratio": 0.0, "freeze_vision": True} | overrides)
+    return Learner(model_dir, cfg, total_steps=10, tokenizer=tokenizer)
+
+
+def _final_hidden_grads(learner, trajs, loss_on):
+    """d loss / d (final hidden state) per position of the first row: the LM head is the only user of
+    the final hidden state of a position, so this is zero exactly where no target is scored."""
+    from vo3rl.train.batch import build_batch, n_trained_tokens
+    from vo3rl.train.forward import score_targets
+    from vo3rl.train.losses import sft_loss
+
+    captured = {}
+
+    def keep(module, inputs, out):
+        out.retain_grad()
+        captured["h"] = out
+
+    handle = learner.model.model.language_model.norm.register_forward_hook(keep)
+    videos, _ = learner.videos.inputs(trajs[:1])
+    batch = build_batch(trajs[:1], videos, learner.pad_id, learner.tokens_per_second, loss_on)
+    sft_loss(score_targets(learner.model, batch), batch, trajs[:1], {}).backward()
+    handle.remove()
+    learner.optimizer.zero_grad(set_to_none=True)
+    assert n_trained_tokens(trajs[:1], loss_on) == batch.n_targets
+    return captured["h"].grad[0].abs().sum(-1)
+
+
+def test_loss_is_on_assistant_tokens_only(tiny_model_dir, tokenizer, trajs):
+    learner = _learner(tiny_model_dir, tokenizer)
+    roles = trajs[0].roles
+    grads = _final_hidden_grads(learner, trajs, "assistant")
+    # Position i predicts token i+1.
+    next_role = np.append(roles[1:], Role.PROMPT)
+    observation = next_role == Role.OBSERVATION
+    assert observation.sum() > 10
+    assert float(grads[torch.from_numpy(observation)].max()) == 0.0
+    assert float(grads[torch.from_numpy(next_role == Role.PROMPT)].max()) == 0.0
+    assert bool((grads[torch.from_numpy(next_role == Role.ASSISTANT)] > 0).all())
+    # Open-o3's option: every token trains, observations included.
+    grads_all = _final_hidden_grads(learner, trajs, "all")
+    assert bool((grads_all[torch.from_numpy(observation)] > 0).all())
+
+
+def test_micro_batching_and_checkpointing_do_not_change_the_step(tiny_model_dir, tokenizer, trajs):
+    """Two micro-batches of one row each, or one of two rows: same loss, same updated weights."""
+    """...and gradient checkpointing recomputes the same gradient."""
+    results = []
+    for budget, ckpt in ((10_000, False), (1, False), (1, True)):
+        learner = _learner(tiny_model_dir, tokenizer, micro_batch_tokens=budget, grad_ckpt=ckpt)
+        metrics = learner.train_step(trajs, global_tokens=sum(int(t.loss_mask().sum()) for t in trajs))
+        results.append((metrics, learner.model.model.language_model.layers[0].mlp.up_proj.weight.detach().clone()))
+    (one, w_one), (two, w_two), (three, w_three) = results
+    assert one["padded_tokens"] > one["tokens"] == two["padded_tokens"]  # one padded batch vs two rows
+    assert one["loss"] == pytest.approx(two["loss"], rel=1e-5) == three["loss"]
+    assert torch.allclose(w_one, w_two, atol=1e-6) and torch.allclose(w_two, w_three, atol=1e-6)
+
+
+def test_save_load_gives_identical_logprobs(tiny_model_dir, tokenizer, trajs, tmp_path):
+    from vo3rl.train.learner import Learner
+
+    trained = _learner(tiny_model_dir, tokenizer)
+    trained.train_step(trajs, global_tokens=sum(int(t.loss_mask().sum()) for t in trajs))
+    before, _ = trained.logprobs(trajs)
+    path = trained.save_checkpoint(tmp_path / "step_1")
+    assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
+    fresh = _learner(tiny_model_dir, tokenizer)
+    untrained, _ = fresh.logprobs(trajs)
+    assert not np.allclose(untrained[0], before[0], equal_nan=True)
+    extra = fresh.load_checkpoint(path)
+    assert extra["step"] == 1 and fresh.step == 1
+    after, _ = fresh.logprobs(trajs)
+    for a, b in zip(before, after):
+        np.testing.assert_array_equal(a, b)
+    # The directory is an ordinary HF checkpoint too.
+    direct = Learner(path, LearnerConfig(), tokenizer=tokenizer)
+    for a, b in zip(before, direct.logprobs(trajs)[0]):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_bad_checkpoints_are_refused_clearly(tiny_model_dir, tokenizer, trajs, tmp_path):
+    from vo3rl.model.tiny import TinyModelConfig, build_tiny_model
+    from vo3rl.train.checkpoint import MARKER, CheckpointError
+
+    learner = _learner(tiny_model_dir, tokenizer)
+    path = learner.save_checkpoint(tmp_path / "ok", with_optimizer=False)
+    (path / MARKER).unlink()
+    with pytest.raises(CheckpointError, match="incomplete"):
+        learner.load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        learner.load_checkpoint(tmp_path / "nowhere")
+    other = build_tiny_model(tmp_path / "wider", TinyModelConfig(text_hidden=128, mrope_section=[8, 12, 12]))
+    (other / MARKER).write_text(json.dumps({"step": 0}))
+    with pytest.raises(CheckpointError, match="another model.*hidden_size"):
+        learner.load_checkpoint(other, with_optimizer=False)

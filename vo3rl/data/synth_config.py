@@ -1,0 +1,102 @@
+"""Knobs of the synthetic long-video clue dataset (plain fields, so it can live in an OmegaConf recipe)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from vo3rl.data.schema import DataType
+from vo3rl.video.budgets import CROP_STRATEGIES
+
+CLUE_DATA_TYPES: tuple[str, ...] = (
+    DataType.SINGLE_CLUE_TOOL.value,
+    DataType.MULTI_CLUE_TOOL.value,
+    DataType.SINGLE_CLUE_NO_TOOL.value,
+    DataType.MULTI_CLUE_NO_TOOL.value,
+)
+QUESTION_STYLES = ("time", "scene")
+EVENT_SHAPES = ("box", "disc")
+SFT_PROTOCOLS = ("video_o3", "open_o3")
+
+
+@dataclass
+class SynthConfig:
+    """What the synthesizer makes. Times in seconds, sizes in pixels.
+
+    A video is a run of `scene_s`-long scenes, each on its own dull background colour. Events are
+    bright colour fills of a screen region (a half, or the whole screen; `event_size` shrinks the
+    fill about the region's centre, `event_shape` makes it a box or a disc). A question asks which
+    colour filled a region during one scene (single clue) or during several (multi clue); the
+    question names the scene by its time span ("time" style) or its background ("scene" style).
+
+    Evidence needing the tool lasts `brief_event_s` and is placed on frames the global view does not
+    sample but a crop of its scene does; evidence for no-tool questions lasts `long_event_s` and is
+    on at least one global-view frame. Both are checked with the project's own sampler arithmetic,
+    so `global_fps` / `global_max_frames` must match the global view the recipe uses, and
+    `crop_strategy` the crop its trajectories call.
+    """
+
+    seed: int = 0
+    n_train_videos: int = 64
+    n_eval_videos: int = 16
+    questions_per_video: int = 1
+    duration_s: float = 32.0
+    duration_jitter_s: float = 0.0  # each video's length is duration_s +- this (uniform, whole scenes)
+    fps: int = 4
+    width: int = 112
+    height: int = 112
+    scene_s: float = 4.0
+    brief_event_s: float = 1.0
+    long_event_s: float = 2.5
+    event_size: float = 1.0  # fraction of the region's side the fill covers
+    event_shape: str = "box"
+    n_distractors: int = 2  # per question
+    n_options: int = 4
+    multi_clues: int = 2
+    data_types: list[str] = field(default_factory=lambda: list(CLUE_DATA_TYPES))
+    include_grounding: bool = False  # add temporal-grounding questions to the mix
+    question_style: str = "time"
+    global_fps: float = 2.0
+    global_max_frames: int = 16
+    crop_strategy: str = "fine"
+    open_o3_frames: int = 16
+    sft_protocols: list[str] = field(default_factory=lambda: list(SFT_PROTOCOLS))
+    crf: int = 18  # x264 quality; flat colours survive compression at any sane value
+
+    def validate(self) -> None:
+        """Raise ValueError naming the knob that cannot work."""
+        checks = [
+            (self.n_train_videos >= 0 and self.n_eval_videos >= 0, "video counts must be >= 0"),
+            (self.questions_per_video >= 1, "questions_per_video must be >= 1"),
+            (self.fps >= 1, "fps must be >= 1"),
+            (self.width >= 28 and self.height >= 28 and self.width % 2 == 0 and self.height % 2 == 0,
+             "width and height must be even and >= 28"),
+            (0 < self.event_size <= 1, "event_size must be in (0, 1]"),
+            (self.event_shape in EVENT_SHAPES, f"event_shape must be one of {EVENT_SHAPES}"),
+            (2 <= self.n_options <= 8, "n_options must be in [2, 8]"),
+            (self.multi_clues >= 2, "multi_clues must be >= 2"),
+            (self.n_distractors >= 0, "n_distractors must be >= 0"),
+            (self.question_style in QUESTION_STYLES, f"question_style must be one of {QUESTION_STYLES}"),
+            (self.crop_strategy in CROP_STRATEGIES, f"crop_strategy must be one of {CROP_STRATEGIES}"),
+            (all(t in CLUE_DATA_TYPES for t in self.data_types) and (self.data_types or self.include_grounding),
+             f"data_types must be a non-empty subset of {CLUE_DATA_TYPES}"),
+            (all(p in SFT_PROTOCOLS for p in self.sft_protocols), f"sft_protocols must be a subset of {SFT_PROTOCOLS}"),
+            (self.global_fps > 0 and self.global_max_frames >= 2, "global_fps > 0 and global_max_frames >= 2"),
+            (self.open_o3_frames >= 2, "open_o3_frames must be >= 2"),
+            (0 < self.brief_event_s < self.long_event_s <= self.scene_s, "need 0 < brief_event_s < long_event_s <= scene_s"),
+            (0 <= self.duration_jitter_s < self.duration_s, "need 0 <= duration_jitter_s < duration_s"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"SynthConfig: {message}")
+        shortest = self.duration_s - self.duration_jitter_s
+        if math.floor(shortest / self.scene_s) < self.multi_clues + 1:
+            raise ValueError(
+                f"SynthConfig: a {shortest:g} s video holds {math.floor(shortest / self.scene_s)} scenes of {self.scene_s:g} s;"
+                f" multi-clue questions need at least multi_clues + 1 = {self.multi_clues + 1}"
+            )
+        spacing = shortest / min(self.global_max_frames, max(2, round(shortest * self.global_fps)))
+        if self.brief_event_s >= spacing - 1.0 / self.fps:
+            raise ValueError(
+                f"SynthConfig: brief_event_s={self.brief_event_s:g} s cannot hide between global-view frames"
+                f" {spacing:.2f} s apart at {self.fps} fps; shorten it or lower global_max_frames"
+            )

@@ -1,0 +1,139 @@
+"""Words for the synthetic set: questions, Samples, and the SFT trajectories of both protocols.
+
+Video-o3 trajectories: a question needing the tool gets one `<grounding>` per clue, over the clue's
+scene at `crop_strategy`, each followed by an observation turn (text None: rendered by the
+protocol's templates), then the answer; a no-tool question is answered at once. Open-o3 examples are
+one turn whose think cites each clue as `<obj>region</obj><box>[x1,y1,x2,y2]</box>at<t>t</t>s`,
+boxes in pixels of the open_o3 view's resized frame, t the clue's key-frame time.
+"""
+from __future__ import annotations
+
+import json
+
+from vo3rl.data.chat import ChatTurn, SFTExample, VideoUse
+from vo3rl.data.mcq import format_options
+from vo3rl.data.rowfields import SEEKER_SOURCE_NAMES, interval_text, seconds_text
+from vo3rl.data.schema import DataType, KeyFrame, Sample, Task
+from vo3rl.data.synth_config import SynthConfig
+from vo3rl.data.synth_plan import TOOL_TYPES, Event, QuestionPlan, VideoPlan
+from vo3rl.video.budgets import preset
+from vo3rl.video.resize import frame_size_for_budget, patch_budget
+from vo3rl.video.types import VideoRef
+
+
+def _phrase(region: str) -> str:
+    return "the whole screen" if region == "whole screen" else f"the {region} of the screen"
+
+
+def _span(plan: VideoPlan, scene: int) -> tuple[float, float]:
+    s = plan.scenes[scene]
+    return s.first_frame / plan.fps, s.end_frame / plan.fps
+
+
+def _when(plan: VideoPlan, scene: int, style: str) -> str:
+    if style == "scene":
+        return f"while the background is {plan.scenes[scene].background}"
+    start, end = _span(plan, scene)
+    return f"between {seconds_text(start)} s and {seconds_text(end)} s"
+
+
+def question_text(plan: VideoPlan, q: QuestionPlan, style: str) -> str:
+    if q.data_type is DataType.TEMPORAL_GROUNDING:
+        return f"When does {_phrase(q.region)} turn {q.clues[0].colour}? Give the start and end in seconds."
+    whens = [_when(plan, e.scene, style) for e in q.clues]
+    if len(whens) == 1:
+        return f"What colour fills {_phrase(q.region)} {whens[0]}?"
+    return f"What colours fill {_phrase(q.region)} {' and '.join(whens)}, in that order?"
+
+
+def event_interval(plan: VideoPlan, e: Event) -> tuple[float, float]:
+    """The event's span in seconds: [first frame's start, last frame's end)."""
+    return e.first_frame / plan.fps, (e.first_frame + e.n_frames) / plan.fps
+
+
+def key_time(plan: VideoPlan, e: Event) -> float:
+    """The time of the event's middle frame, in seconds (a real frame time)."""
+    return (e.first_frame + (e.n_frames - 1) // 2) / plan.fps
+
+
+def build_sample(plan: VideoPlan, q: QuestionPlan, index: int, video_path: str, style: str) -> Sample:
+    w, h = plan.width, plan.height
+    key_frames = [
+        KeyFrame(key_time(plan, e), {e.region: [(e.box_px[0] / w, e.box_px[1] / h, e.box_px[2] / w, e.box_px[3] / h)]})
+        for e in q.clues
+    ]
+    clues = [event_interval(plan, e) for e in q.clues]
+    grounding = q.data_type is DataType.TEMPORAL_GROUNDING
+    return Sample(
+        id=f"{plan.name}_q{index}",
+        question=question_text(plan, q, style),
+        answer=interval_text(*clues[0]) if grounding else format_options(q.options)[q.answer_index][0],
+        video=VideoRef(video_path),
+        task=Task.TEMPORAL_GROUNDING if grounding else Task.MCQ,
+        data_type=q.data_type,
+        options=[] if grounding else format_options(q.options),
+        duration_s=plan.duration_s,
+        clues=clues,
+        key_frames=key_frames,
+        source=SEEKER_SOURCE_NAMES[q.data_type],
+        extra={"clue_texts": [f"{e.colour} fills the {e.region}" for e in q.clues]},
+    )
+
+
+def _grounding(start: float, end: float, strategy: str) -> str:
+    call = json.dumps({"temporal_segment": [float(seconds_text(start)), float(seconds_text(end))], "sampling_strategy": strategy})
+    return f"<grounding>{call}</grounding>\n"
+
+
+def video_o3_example(plan: VideoPlan, q: QuestionPlan, sample: Sample, cfg: SynthConfig) -> SFTExample:
+    turns = [ChatTurn("user", None, VideoUse("global"))]
+    seen = []
+    if sample.task is Task.TEMPORAL_GROUNDING:
+        start, end = sample.clues[0]
+        answer = json.dumps({"temporal_segment": [float(seconds_text(start)), float(seconds_text(end))]})
+        think = f"In the overview {_phrase(q.region)} turns {q.clues[0].colour} from about {seconds_text(start)} s to {seconds_text(end)} s."
+        turns.append(ChatTurn("assistant", f"<think>{think}</think>\n<answer>{answer}</answer>\n"))
+        return SFTExample(sample, turns, "video_o3")
+    if q.data_type in TOOL_TYPES:
+        for i, e in enumerate(q.clues):
+            start, end = _span(plan, e.scene)
+            lead = (
+                f"The overview shows nothing in {_phrase(q.region)} {_when(plan, e.scene, cfg.question_style)}; the evidence must be brief. I will look closer."
+                if i == 0
+                else f"{seen[-1]} Now the next part."
+            )
+            turns.append(ChatTurn("assistant", f"<think>{lead}</think>\n{_grounding(start, end, cfg.crop_strategy)}"))
+            turns.append(ChatTurn("user", None, VideoUse(cfg.crop_strategy, start, end)))
+            seen.append(f"The close look shows {_phrase(q.region)} turning {e.colour} at about {seconds_text(key_time(plan, e))} s.")
+        think = f"{seen[-1]} So the answer is option {sample.answer}." if len(seen) == 1 else f"{' '.join(seen)} That is option {sample.answer}."
+    else:
+        seen = [f"In the overview {_phrase(q.region)} is {e.colour} at about {seconds_text(key_time(plan, e))} s." for e in q.clues]
+        think = f"{' '.join(seen)} So the answer is option {sample.answer}."
+    turns.append(ChatTurn("assistant", f"<think>{think}</think>\n<answer>{sample.answer}</answer>\n"))
+    return SFTExample(sample, turns, "video_o3")
+
+
+def open_o3_frame_size(plan: VideoPlan, cfg: SynthConfig) -> tuple[int, int]:
+    """(height, width) in pixels of the open_o3 view of this video: the sampler's own rule."""
+    spec = preset("open_o3", num_frames=cfg.open_o3_frames, max_frames=cfg.open_o3_frames)
+    n = min(cfg.open_o3_frames, plan.n_frames)
+    return frame_size_for_budget(plan.height, plan.width, patch_budget(n, spec.max_tokens, spec.min_tokens, spec.max_tokens_per_patch))
+
+
+def open_o3_example(plan: VideoPlan, q: QuestionPlan, sample: Sample, cfg: SynthConfig) -> SFTExample:
+    h, w = open_o3_frame_size(plan, cfg)
+    cites = []
+    for e in q.clues:
+        x1, y1, x2, y2 = e.box_px
+        box = [round(x1 * w / plan.width), round(y1 * h / plan.height), round(x2 * w / plan.width), round(y2 * h / plan.height)]
+        cites.append(
+            f"<obj>{e.region}</obj><box>[{','.join(map(str, box))}]</box>at<t>{seconds_text(key_time(plan, e))}</t>s is {e.colour}."
+        )
+    if sample.task is Task.TEMPORAL_GROUNDING:
+        start, end = sample.clues[0]
+        answer = f"From <t>{seconds_text(start)}</t>s to <t>{seconds_text(end)}</t>s"
+        cites.append(f"It starts at <t>{seconds_text(start)}</t>s and ends at <t>{seconds_text(end)}</t>s.")
+    else:
+        answer = sample.answer
+    text = f"<think>The {' Then the '.join(cites)}</think><answer>{answer}</answer>"
+    return SFTExample(sample, [ChatTurn("user", None, VideoUse("open_o3")), ChatTurn("assistant", text)], "open_o3")

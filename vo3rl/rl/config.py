@@ -1,0 +1,63 @@
+"""Recipe keys of the RL stage (`rl:` in a recipe)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vo3rl.rl.advantages import ADVANTAGE_ESTIMATORS
+from vo3rl.rl.losses import AGGREGATIONS, POLICY_LOSSES, LossConfig
+
+
+@dataclass
+class RLConfig:
+    """One step: `prompts_per_step` samples x `group_size` rollouts -> rewards -> group advantages ->
+    dynamic sampling -> `updates_per_batch` learner updates -> weight sync.
+
+    `lr`, `warmup_ratio`: the learner's schedule for RL (None: the `learner:` section's, which SFT
+    shares). `init_from`: the checkpoint the policy starts from (e.g. the SFT output); empty = `model.path`.
+    `old_logprobs`: behaviour log-probs for the ratio, recomputed by the "learner" before the update
+    (ratio exactly 1 on the first update) or taken from the "rollout" engine.
+    Placement: `rollout_workers` vLLM actors (their CPUs and GPUs: `rollout.worker_cpus`,
+    `rollout.worker_gpus`), `reward_workers` CPU actors, and `learner.ranks` FSDP2 ranks with
+    `learner_gpus` GPUs each.
+    """
+
+    steps: int = 400
+    prompts_per_step: int = 32
+    group_size: int = 16
+    advantage: str = "grpo"
+    advantage_eps: float = 1e-6
+    loss: LossConfig = field(default_factory=LossConfig)
+    updates_per_batch: int = 1
+    lr: float | None = None
+    warmup_ratio: float | None = None
+    dynamic_sampling: bool = True
+    max_refill_rounds: int = 2
+    min_group_std: float = 1e-4
+    old_logprobs: str = "learner"
+    use_tdam: bool = False
+    init_from: str = ""
+    save_every: int = 50
+    eval_every: int = 0
+    eval_samples: int = 64
+    log_trajectories_every: int = 10
+    resume: bool = True
+    rollout_workers: int = 1
+    reward_workers: int = 1
+    judge_concurrency: int = 4
+    learner_gpus: float = 0.0
+
+    def validate(self) -> None:
+        checks = [
+            (self.steps >= 0 and self.prompts_per_step >= 1 and self.group_size >= 1, "steps, prompts_per_step, group_size"),
+            (self.advantage in ADVANTAGE_ESTIMATORS, f"advantage must be one of {sorted(ADVANTAGE_ESTIMATORS)}"),
+            (self.loss.name in POLICY_LOSSES, f"loss.name must be one of {sorted(POLICY_LOSSES)}"),
+            (self.loss.aggregation in AGGREGATIONS, f"loss.aggregation must be one of {AGGREGATIONS}"),
+            (self.loss.kl_estimator in ("k1", "k3", "low_var_kl"), "loss.kl_estimator must be k1 or k3"),
+            (self.loss.clip_low >= 0 and self.loss.clip_high >= 0, "clip bounds must be >= 0"),
+            (self.old_logprobs in ("learner", "rollout"), "old_logprobs must be learner or rollout"),
+            (self.updates_per_batch >= 1 and self.max_refill_rounds >= 0, "updates_per_batch >= 1, max_refill_rounds >= 0"),
+            (self.rollout_workers >= 1 and self.reward_workers >= 1, "at least one rollout and one reward worker"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)

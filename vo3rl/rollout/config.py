@@ -1,0 +1,122 @@
+"""The recipe's `rollout:` section: the vLLM engine, sampling, and the episode limits for train and eval."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from vo3rl.rollout_loop import LoopConfig
+
+PROTOCOLS = ("video_o3", "open_o3")
+MODES = ("train", "eval")
+
+
+@dataclass
+class RolloutConfig:
+    """Plain fields so a recipe can set each one.
+
+    Engine (vLLM `EngineArgs`): `max_model_len` tokens; `kv_cache_gib` GiB of KV cache (None: vLLM's
+    own sizing, `gpu_memory_utilization` on GPUs; on CPU the env `VLLM_CPU_KVCACHE_SPACE` wins);
+    `dtype` ("float32" for the tiny model so rollout and learner log-probs agree); `in_process` runs
+    the engine core inside the worker's process (one process, fastest start on CPU; on GPUs set it
+    False so the engine core overlaps the episode loop's Python work). `profile_video` describes the
+    largest video a prompt may hold ({num_frames, width, height} in frames and pixels) so vLLM profiles
+    and warms up with it instead of its own worst case.
+
+    Sampling: `temperature`, `top_p`, `top_k` (0 = off) for training; evaluation is greedy. `seed`
+    makes every request's sampling reproducible (None: unseeded). Log-probs are the raw model's
+    (`logprobs_mode`), i.e. what the learner computes, whatever the temperature.
+
+    Episodes: `protocol` video_o3 (multi-turn crop tool) or open_o3 (one grounded turn);
+    `max_turns` / `eval_max_turns` assistant turns (the last one is told to answer);
+    `max_new_tokens` per turn; `max_videos` per context; `max_context` tokens with `reserve_tokens`
+    kept free. `tool_threads` threads run crops and prompt building while the engine steps (0: inline).
+    `native_context` False re-encodes every turn's whole context (no prefix cache, videos processed
+    again): the decoupled way, for the benchmark only.
+
+    Placement: each rollout worker (Ray actor) reserves `worker_cpus` CPUs and `worker_gpus` GPUs
+    (give it `tensor_parallel_size` GPUs on a cluster).
+    """
+
+    max_model_len: int = 32768
+    kv_cache_gib: float | None = None
+    tensor_parallel_size: int = 1
+    enable_prefix_caching: bool = True
+    gpu_memory_utilization: float = 0.85
+    dtype: str = "auto"
+    enforce_eager: bool = True
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int | None = None
+    in_process: bool = True
+    distributed_executor_backend: str | None = None
+    mm_processor_cache_gb: float = 1.0
+    profile_video: dict[str, int] = field(default_factory=dict)
+    skip_mm_profiling: bool = False
+    logprobs_mode: str = "raw_logprobs"
+
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = 0
+
+    protocol: str = "video_o3"
+    max_turns: int = 6
+    eval_max_turns: int = 8
+    max_new_tokens: int = 1024
+    max_videos: int = 12
+    max_context: int = 32768
+    reserve_tokens: int = 2000
+    tool_threads: int = 2
+    native_context: bool = True
+
+    worker_cpus: float = 1.0
+    worker_gpus: float = 0.0
+
+    def validate(self) -> None:
+        checks = [
+            (self.protocol in PROTOCOLS, f"protocol must be one of {PROTOCOLS}"),
+            (self.max_turns >= 1 and self.eval_max_turns >= 1, "max_turns and eval_max_turns must be >= 1"),
+            (self.max_new_tokens >= 1 and self.max_videos >= 1, "max_new_tokens and max_videos must be >= 1"),
+            (0 <= self.reserve_tokens < self.max_context, "need 0 <= reserve_tokens < max_context"),
+            (self.max_context <= self.max_model_len,
+             f"max_context ({self.max_context}) must not exceed the engine's max_model_len ({self.max_model_len})"),
+            (self.temperature >= 0 and 0 < self.top_p <= 1 and self.top_k >= 0, "temperature >= 0, 0 < top_p <= 1, top_k >= 0"),
+            (self.tensor_parallel_size >= 1 and self.max_num_seqs >= 1, "tensor_parallel_size, max_num_seqs >= 1"),
+            (self.tool_threads >= 0, "tool_threads must be >= 0"),
+            (self.worker_cpus >= 0 and self.worker_gpus >= 0, "worker_cpus and worker_gpus must be >= 0"),
+            (set(self.profile_video) <= {"num_frames", "width", "height"},
+             "profile_video keys are num_frames, width, height"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"rollout: {message}")
+
+    def loop_config(self, mode: str, presets: dict[str, dict] | None = None) -> LoopConfig:
+        """The episode limits of `mode` ("train" or "eval"); `presets` are the recipe's sampling-preset
+        overrides (`video.presets`), shared with the learner so both sample the same frames."""
+        if mode not in MODES:
+            raise ValueError(f"rollout mode must be one of {MODES}, got {mode!r}")
+        turns = self.max_turns if mode == "train" else self.eval_max_turns
+        return LoopConfig(max_turns=turns, max_new_tokens=self.max_new_tokens, max_videos=self.max_videos,
+                          max_context=self.max_context, reserve_tokens=self.reserve_tokens,
+                          sampling=dict(presets or {}), protocol=self.protocol)
+
+    def engine_args(self, model_path: str) -> dict[str, Any]:
+        """Keyword arguments of vLLM's `EngineArgs` for `model_path` (an HF directory)."""
+        video: dict[str, int] = {"count": self.max_videos, **self.profile_video}
+        if self.protocol == "open_o3":
+            video["count"] = 1
+        args: dict[str, Any] = dict(
+            model=str(model_path), dtype=self.dtype, seed=self.seed if self.seed is not None else 0,
+            max_model_len=self.max_model_len, enforce_eager=self.enforce_eager,
+            enable_prefix_caching=self.enable_prefix_caching, tensor_parallel_size=self.tensor_parallel_size,
+            gpu_memory_utilization=self.gpu_memory_utilization, max_num_seqs=self.max_num_seqs,
+            limit_mm_per_prompt={"video": video, "image": 0}, mm_processor_cache_gb=self.mm_processor_cache_gb,
+            skip_mm_profiling=self.skip_mm_profiling, logprobs_mode=self.logprobs_mode, disable_log_stats=True,
+        )
+        if self.kv_cache_gib is not None:
+            args["kv_cache_memory_bytes"] = int(self.kv_cache_gib * (1 << 30))
+        if self.max_num_batched_tokens is not None:
+            args["max_num_batched_tokens"] = self.max_num_batched_tokens
+        if self.distributed_executor_backend is not None:
+            args["distributed_executor_backend"] = self.distributed_executor_backend
+        return args

@@ -1,0 +1,140 @@
+"""Samples × G -> Trajectory records: what one rollout worker does per call, free of Ray.
+
+Every sample's first view is sampled once up front (through the decode-once cache, so its G episodes
+then copy it): a sample whose video cannot be read is skipped with its reason, never raised. Each
+trajectory gets `group_index` = its sample's position in the batch (plus `group_offset` when the batch
+was split over workers), so the driver groups the G trajectories of a sample even when the same
+sample appears twice in a batch.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from vo3rl.agent.prompts import PromptTemplates
+from vo3rl.agent.render import TokenBytes
+from vo3rl.agent.trajectory import Trajectory
+from vo3rl.data.schema import Sample
+from vo3rl.rollout.config import RolloutConfig
+from vo3rl.rollout.episodes import run_episodes
+from vo3rl.rollout_loop import TurnRequest, episode
+from vo3rl.video.budgets import preset
+from vo3rl.video.cache import DecodeCache
+from vo3rl.video.sampler import sample_clip
+from vo3rl.video.types import VideoError
+
+
+@dataclass
+class RolloutBatch:
+    """One `generate` call's result. `trajectories`: n per kept sample, in sample order; `skipped`:
+    sample id -> why its video could not be read (none of its trajectories exist); `failed`: reason ->
+    count of single trajectories lost (engine refusals, a video unreadable mid-episode); `stats`:
+    seconds, token counts and the prefix-cache hit rate of the call."""
+
+    trajectories: list[Trajectory] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def request_seed(base: int | None, call: int, sample_id: str, group_index: int, member: int, turn: int) -> int | None:
+    """A per-request sampling seed: reproducible for the same (call, sample, member, turn), different
+    across them. None when `base` is None."""
+    if base is None:
+        return None
+    text = f"{base}|{call}|{sample_id}|{group_index}|{member}|{turn}".encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=4).digest(), "little") & 0x7FFFFFFF
+
+
+class RolloutService:
+    """Runs episodes on `engine` (a `VLLMEngine`, or anything with its stepping interface).
+    `presets`: the recipe's sampling-preset overrides; `cache`: this process's decode-once cache."""
+
+    def __init__(self, engine, tokenizer, cfg: RolloutConfig, presets: dict | None = None,
+                 templates: PromptTemplates | None = None, cache: DecodeCache | None = None):
+        cfg.validate()
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.presets = dict(presets or {})
+        self.templates = templates or PromptTemplates()
+        self.cache = cache if cache is not None else DecodeCache()
+        self.token_bytes = TokenBytes(tokenizer)
+        self.calls = 0
+
+    def _first_view_error(self, sample: Sample) -> str | None:
+        view = "open_o3" if self.cfg.protocol == "open_o3" else "global"
+        try:
+            sample_clip(sample.video, preset(view, **self.presets.get(view, {})), self.cache)
+        except VideoError as err:
+            return err.reason
+        return None
+
+    def generate(self, samples: list[Sample], n_per_sample: int, mode: str = "train",
+                 group_offset: int = 0) -> RolloutBatch:
+        """`n_per_sample` trajectories per sample. mode "train": the recipe's sampling and turn limit;
+        "eval": greedy, the eval turn limit (its last turn forced to answer)."""
+        loop = self.cfg.loop_config(mode, self.presets)
+        start = time.perf_counter()
+        call = self.calls
+        self.calls += 1
+        batch = RolloutBatch()
+        episodes, members = {}, {}
+        for index, sample in enumerate(samples):
+            problem = self._first_view_error(sample)
+            if problem is not None:
+                batch.skipped[sample.id] = problem
+                continue
+            group = group_offset + index
+            for member in range(n_per_sample):
+                key = (index, member)
+                members[key] = (sample, group, member)
+                episodes[key] = episode(sample, self.tokenizer, loop, self.templates, self.cache, group, self.token_bytes)
+
+        def seed_for(key, turn: int) -> int | None:
+            sample, group, member = members[key]
+            return request_seed(self.cfg.seed, call, sample.id, group, member, turn)
+
+        before = _engine_counts(self.engine)
+        outcomes = run_episodes(self.engine, episodes, self.cfg.tool_threads, greedy=mode == "eval", seed_for=seed_for)
+        failed = Counter()
+        for key in sorted(outcomes):
+            outcome = outcomes[key]
+            if outcome.trajectory is not None:
+                batch.trajectories.append(outcome.trajectory)
+            else:
+                failed[outcome.reason] += 1
+        batch.failed = dict(failed)
+        batch.stats = _call_stats(self.engine, before, batch, time.perf_counter() - start)
+        return batch
+
+
+    def score(self, trajectories: list[Trajectory]) -> list:
+        """The engine's log-prob of every token of each trajectory (float32 [N], NaN for the first),
+        videos re-sampled from their references as the learner does."""
+        requests = []
+        for trajectory in trajectories:
+            spans = sorted(trajectory.videos, key=lambda span: span.start)
+            clips = [sample_clip(span.ref, span.spec, self.cache) for span in spans]
+            requests.append(TurnRequest(trajectory.token_ids.tolist(), clips, spans, 1, (), 0))
+        return self.engine.prompt_logprobs(requests)
+
+
+def _engine_counts(engine) -> dict[str, float]:
+    stats = getattr(engine, "stats", None)
+    return stats.as_dict() if stats is not None else {}
+
+
+def _call_stats(engine, before: dict, batch: RolloutBatch, seconds: float) -> dict[str, float]:
+    after = _engine_counts(engine)
+    delta = {k: after[k] - before.get(k, 0) for k in ("requests", "prompt_tokens", "cached_tokens", "generated_tokens")
+             if k in after}
+    out = {"seconds": seconds, "trajectories": len(batch.trajectories), "skipped_samples": len(batch.skipped),
+           "failed_trajectories": sum(batch.failed.values()), **delta}
+    if delta.get("prompt_tokens"):
+        out["prefix_cache_hit_rate"] = delta["cached_tokens"] / delta["prompt_tokens"]
+    if seconds > 0 and "generated_tokens" in delta:
+        out["generated_tokens_per_s"] = delta["generated_tokens"] / seconds
+    return out

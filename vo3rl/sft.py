@@ -1,0 +1,224 @@
+"""Cold-start SFT (`vo3rl sft RECIPE`): the recipe's stages in order (Video-o3: stage 1 format
+alignment, stage 2 with TDAM), each a cosine schedule with warmup over its own data.
+
+Per step: a global batch of trajectories, one optimizer step on the learner ranks, metrics to W&B
+and `metrics.jsonl`. Every `eval_every` steps the loss on the held-out split; every `save_every` steps
+and at the end a checkpoint (`step_N/`, HF format + optimizer + where the driver was). `resume`
+restarts from one. With `gen_eval`, greedy multi-turn episodes on the eval file are scored with the
+rewards before and after (format reward, answer accuracy).
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vo3rl.log import get_logger, progress
+
+log = get_logger(__name__)
+
+
+class MetricsLog:
+    """Appends JSON lines to `metrics.jsonl` and mirrors them to W&B when a run is open."""
+
+    def __init__(self, path: Path, wandb_run=None):
+        self.path = path
+        self.wandb = wandb_run
+
+    def log(self, record: dict, step: int) -> None:
+        with self.path.open("a") as fh:
+            fh.write(json.dumps({"step": step, **record}) + "\n")
+        if self.wandb is not None:
+            self.wandb.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
+
+
+def _open_wandb(recipe, out: Path):
+    if recipe.wandb.mode == "disabled":
+        return None
+    import os
+
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return wandb.init(project=recipe.wandb.project, name=recipe.wandb.name or recipe.run.name,
+                      group=recipe.wandb.group, mode=recipe.wandb.mode, dir=str(out), reinit="finish_previous",
+                      config={"sft": _plain(recipe.sft), "learner": _plain(recipe.learner)})
+
+
+def _plain(obj) -> dict:
+    from dataclasses import asdict
+
+    return json.loads(json.dumps(asdict(obj), default=str))
+
+
+def _make_learner(recipe, total_steps: int, tokenizer):
+    if recipe.learner.ranks == 1:
+        from vo3rl.train.local import LocalLearnerGroup
+
+        return LocalLearnerGroup(recipe.model.path, recipe.learner, total_steps, tokenizer)
+    import ray
+
+    from vo3rl.workers.learner import LearnerGroup
+
+    if not ray.is_initialized():
+        ray.init(address=recipe.ray.address, num_cpus=recipe.ray.num_cpus, _temp_dir=recipe.ray.temp_dir,
+                 include_dashboard=False, log_to_driver=False)
+    cpus = max(1, (recipe.ray.num_cpus or recipe.learner.ranks) // recipe.learner.ranks)
+    return LearnerGroup(recipe.model.path, recipe.learner, total_steps, cpus_per_rank=cpus)
+
+
+def stage_steps(stage, n_train: int, batch_size: int) -> int:
+    """Optimizer steps of a stage: `max_steps`, else `epochs` passes over `n_train` (at least 1)."""
+    if stage.max_steps > 0:
+        return stage.max_steps
+    return max(1, math.ceil(stage.epochs * n_train / batch_size))
+
+
+def batch_order(n: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
+    """Indices of each step's batch: reshuffled every pass, the same for the same seed (so a resumed
+    run sees exactly the batches the interrupted one would have)."""
+    rng = random.Random(seed)
+    batches, order = [], []
+    while len(batches) < steps:
+        if len(order) < batch_size:
+            fresh = list(range(n))
+            rng.shuffle(fresh)
+            order += fresh
+        batches.append(order[:batch_size])
+        order = order[batch_size:]
+    return batches
+
+
+def held_out_loss(learner, trajectories, loss_on: str, max_rows: int) -> float:
+    """Mean NLL per trained token on (up to `max_rows` of) the held-out trajectories."""
+    rows = trajectories[:max_rows]
+    if not rows:
+        return float("nan")
+    logprobs, _ = learner.logprobs(rows, with_entropy=False, loss_on=loss_on)
+    values = np.concatenate([lp[~np.isnan(lp)] for lp in logprobs])
+    return float(-values.mean()) if len(values) else float("nan")
+
+
+def run_sft(recipe) -> dict:
+    """Run every stage of `recipe.sft`; returns the summary also written to `sft/summary.json`."""
+    from vo3rl.config.schema import resolved_presets
+    from vo3rl.model.tokenizer import build_tokenizer
+    from vo3rl.train.checkpoint import latest_checkpoint
+    from vo3rl.train.sft_data import load_sft_trajectories
+    from vo3rl.video.cache import DecodeCache
+
+    cfg = recipe.sft
+    cfg.validate()
+    recipe.learner.validate()
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer()
+    presets = resolved_presets(recipe)
+    cache = DecodeCache(max_bytes=recipe.video.cache_mb << 20)
+    summary: dict = {"stages": [], "skips": {}}
+    data = []
+    for stage in cfg.stages:
+        split = load_sft_trajectories(stage.train, tokenizer, presets, cfg.max_length, stage.protocol,
+                                      cfg.eval_fraction, recipe.data.root, cache, stage.name, stage.format)
+        log.info("%s: %d train, %d held out; %s", stage.name, len(split.train), len(split.held_out), split.skips.summary())
+        if not split.train:
+            raise ValueError(f"SFT stage {stage.name}: no usable training example in {stage.train}")
+        summary["skips"][stage.name] = split.skips.as_dict()
+        data.append(split)
+    steps = [stage_steps(s, len(d.train), cfg.batch_size) for s, d in zip(cfg.stages, data)]
+
+    if cfg.gen_eval:
+        before = cfg.gen_eval_samples_before if cfg.gen_eval_samples_before >= 0 else cfg.gen_eval_samples
+        summary["before"] = generation_eval(recipe, recipe.model.path, tokenizer, cache, before)
+    learner = _make_learner(recipe, steps[0], tokenizer)
+    metrics_log = MetricsLog(out / "metrics.jsonl", _open_wandb(recipe, out))
+    start_stage, start_step, global_step = 0, 0, 0
+    resume = latest_checkpoint(out) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
+    if resume is not None:
+        extra = learner.load_checkpoint(str(resume))
+        if not {"stage", "stage_step", "global_step"} <= set(extra):
+            from vo3rl.train.checkpoint import CheckpointError
+
+            raise CheckpointError(f"checkpoint {resume} was not written by vo3rl sft (no driver state to resume)")
+        start_stage, start_step, global_step = extra["stage"], extra["stage_step"], extra["global_step"]
+        log.info("resumed from %s: stage %d step %d", resume, start_stage, start_step)
+    started = time.perf_counter()
+    last_path = None
+    for index in range(start_stage, len(cfg.stages)):
+        stage, split, n_steps = cfg.stages[index], data[index], steps[index]
+        first = start_step if index == start_stage else 0
+        if first == 0 or index != start_stage:
+            learner.reset_schedule(n_steps, stage.lr, stage.warmup_ratio)
+        ratio = recipe.learner.tdam_ratio if stage.tdam_ratio is None else stage.tdam_ratio
+        order = batch_order(len(split.train), cfg.batch_size, n_steps, recipe.run.seed + index)
+        for step in progress(range(first, n_steps), desc=f"sft {stage.name}", total=n_steps - first, unit="step"):
+            batch = [split.train[i] for i in order[step]]
+            metrics = learner.train_step(batch, "sft", cfg.loss_on, learner.use_tdam(ratio))
+            global_step += 1
+            metrics.update(stage=index, stage_step=step + 1, elapsed_s=time.perf_counter() - started)
+            if global_step % cfg.log_every == 0 or step + 1 == n_steps:
+                metrics_log.log({f"train/{k}": v for k, v in metrics.items()}, global_step)
+                log.info("%s step %d/%d loss %.4f lr %.2e (%.1f s)", stage.name, step + 1, n_steps,
+                         metrics["loss"], metrics["lr"], metrics["seconds"])
+            if cfg.eval_every and global_step % cfg.eval_every == 0:
+                loss = held_out_loss(learner, split.held_out, cfg.loss_on, cfg.eval_batches * cfg.batch_size)
+                metrics_log.log({"eval/loss": loss}, global_step)
+            done = step + 1 == n_steps and index == len(cfg.stages) - 1
+            if done or (cfg.save_every and global_step % cfg.save_every == 0):
+                last_path = learner.save_checkpoint(str(out / f"step_{global_step}"), True, {
+                    "stage": index + (step + 1 == n_steps), "stage_step": 0 if step + 1 == n_steps else step + 1,
+                    "global_step": global_step})
+        loss = held_out_loss(learner, split.held_out, cfg.loss_on, cfg.eval_batches * cfg.batch_size)
+        metrics_log.log({"eval/loss": loss}, global_step)
+        summary["stages"].append({"name": stage.name, "steps": n_steps, "train": len(split.train),
+                                  "held_out": len(split.held_out), "eval_loss": loss})
+    summary["train_seconds"] = time.perf_counter() - started
+    if last_path is not None:  # `sft/final` always names the last complete checkpoint
+        final = out / "final"
+        if final.is_symlink() or final.exists():
+            final.unlink()
+        final.symlink_to(Path(last_path).name)
+    summary["checkpoint"] = str(last_path or resume)
+    learner.shutdown()
+    if cfg.gen_eval and last_path is not None:
+        summary["after"] = generation_eval(recipe, last_path, tokenizer, cache, cfg.gen_eval_samples)
+    if metrics_log.wandb is not None:
+        metrics_log.wandb.summary.update({f"gen/{when}_{k}": summary[when][k] for when in ("before", "after")
+                                          if when in summary for k in ("format", "accuracy")})
+        metrics_log.wandb.finish()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def generation_eval(recipe, model_dir, tokenizer, cache, n_samples: int) -> dict:
+    """Greedy Video-o3 episodes on `sft.gen_eval_file` with the model in `model_dir`, scored."""
+    import itertools
+
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from vo3rl.data.readers import read_samples
+    from vo3rl.data.skips import SkipLog
+    from vo3rl.model.tiny import build_processor
+    from vo3rl.rollout_loop import LoopConfig
+    from vo3rl.train.greedy_eval import evaluate_episodes
+    from vo3rl.train.hf_engine import HFGreedyEngine
+    from vo3rl.train.vision import VideoMaterialiser
+
+    cfg = recipe.sft
+    skips = SkipLog(stage=f"gen eval {cfg.gen_eval_file}")
+    samples = list(itertools.islice(read_samples(cfg.gen_eval_file, "seeker", recipe.data.root or None, skips),
+                                    n_samples))
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32,
+                                                               attn_implementation="sdpa")
+    engine = HFGreedyEngine(model, tokenizer, VideoMaterialiser(build_processor(tokenizer).video_processor, cache))
+    loop = LoopConfig(max_turns=cfg.gen_max_turns, max_new_tokens=cfg.gen_max_new_tokens,
+                      max_context=cfg.max_length + cfg.gen_max_new_tokens, reserve_tokens=0,
+                      sampling=dict(recipe.video.presets))
+    result = evaluate_episodes(engine, samples, tokenizer, loop, cache=cache, desc=f"gen eval {Path(model_dir).name}")
+    result["reader_skips"] = skips.as_dict()
+    return result

@@ -1,0 +1,41 @@
+"""Score greedy multi-turn episodes with the rewards: the "before and after SFT" measurement."""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from vo3rl.log import get_logger, progress
+from vo3rl.rewards import RewardConfig, score
+from vo3rl.rollout_loop import LoopConfig, safe_episode
+
+log = get_logger(__name__)
+
+
+def evaluate_episodes(engine, samples, tokenizer, loop: LoopConfig, reward: RewardConfig | None = None,
+                      cache=None, desc: str = "eval") -> dict:
+    """Mean format reward, accuracy, turns, tool calls and exceeded rate over `samples`; unreadable
+    videos are skipped and counted (`skipped`). `examples` keeps the first two episodes' texts."""
+    reward = reward or RewardConfig(protocol="video_o3")
+    totals, skipped, examples = Counter(), Counter(), []
+    n = 0
+    start = time.perf_counter()
+    for sample in progress(samples, desc=desc, unit="sample"):
+        traj, problem = safe_episode(engine, sample, tokenizer, loop, cache=cache)
+        if traj is None:
+            skipped[problem] += 1
+            continue
+        result = score(sample, traj.assistant_texts, reward)
+        n += 1
+        totals["format"] += result.components.get("format", 0.0)
+        totals["accuracy"] += result.components.get("accuracy", 0.0)
+        totals["reward"] += result.total
+        totals["turns"] += traj.turns
+        totals["tool_calls"] += len(traj.tool_calls)
+        totals["exceeded"] += float(traj.exceeded)
+        if len(examples) < 2:
+            examples.append({"sample": sample.id, "answer": sample.answer, "turns": traj.assistant_texts})
+    metrics = {key: totals[key] / n if n else 0.0 for key in ("format", "accuracy", "reward", "turns", "tool_calls", "exceeded")}
+    metrics.update(n=n, skipped=dict(skipped), seconds=time.perf_counter() - start, examples=examples)
+    log.info("%s: format %.3f accuracy %.3f over %d samples (%.0f s)", desc, metrics["format"],
+             metrics["accuracy"], n, metrics["seconds"])
+    return metrics

@@ -1,0 +1,237 @@
+"""The learner of one rank: the policy (FSDP2-sharded when a process group exists), its optimizer and
+schedule, and the operations the SFT and RL drivers need. Pure torch; `workers/learner.py` hosts one per
+Ray actor, and a single-rank run uses it directly.
+
+Every rank gets its own share of the global batch. A train step divides each loss sum by the token count
+of the GLOBAL batch and multiplies by the world size (FSDP averages gradients over ranks), so one rank or
+two, one micro-batch or eight, give the same gradient.
+"""
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from vo3rl.log import get_logger
+from vo3rl.train import checkpoint as ckpt
+from vo3rl.train import fsdp
+from vo3rl.train.batch import Batch, build_batch, micro_batches
+from vo3rl.train.config import LearnerConfig
+from vo3rl.train.forward import install_scoring, score_targets
+from vo3rl.train.losses import get_loss
+from vo3rl.train.schedule import make_scheduler
+from vo3rl.train.vision import VideoMaterialiser
+
+log = get_logger(__name__)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _load_tokenizer(model_path: Path, build):
+    """The tokenizer saved with the model (fast to load), else the one built from the BPE ranks."""
+    if (model_path / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model_path)
+    return build()
+
+
+class Learner:
+    """Holds the policy of `model_path` (an HF Qwen2.5-VL directory). `total_steps` sizes the schedule."""
+
+    def __init__(self, model_path: str | Path, cfg: LearnerConfig, total_steps: int = 1, tokenizer=None):
+        from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
+
+        from vo3rl.model.tiny import build_processor
+        from vo3rl.model.tokenizer import build_tokenizer
+
+        cfg.validate()
+        self.cfg = cfg
+        self.model_path = Path(model_path)
+        self.rank, self.world_size = fsdp.world()
+        self.device = _device()
+        self.bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and self.device.type == "cuda")
+        torch.manual_seed(cfg.seed)
+        self._rng = random.Random(cfg.seed)
+        config = AutoConfig.from_pretrained(self.model_path)
+        config._attn_implementation = "sdpa"
+        self.model_class = Qwen2_5_VLForConditionalGeneration
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            self.model_path, config=config, dtype=torch.float32, attn_implementation="sdpa")
+        self.config = model.config
+        self.generation_config = model.generation_config
+        if cfg.freeze_vision:
+            for p in model.model.visual.parameters():
+                p.requires_grad_(False)
+        if cfg.grad_ckpt:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.to(self.device)
+        if fsdp.is_sharded():
+            fsdp.shard_policy(model, self.device.type, self.bf16)
+        install_scoring(model)
+        self.model = model
+        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                           betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+        self.scheduler = make_scheduler(self.optimizer, total_steps, cfg.warmup_ratio, cfg.min_lr_ratio)
+        self.tokenizer = tokenizer or _load_tokenizer(self.model_path, build_tokenizer)
+        self.pad_id = self.tokenizer.pad_token_id
+        self.videos = VideoMaterialiser(build_processor(self.tokenizer).video_processor)
+        self.tokens_per_second = float(self.config.vision_config.tokens_per_second)
+        self.step = 0
+
+    # -- schedule -----------------------------------------------------------------------------
+    def reset_schedule(self, total_steps: int, lr: float | None = None, warmup_ratio: float | None = None) -> None:
+        """Start a new cosine schedule (a new SFT stage): peak `lr`, `total_steps` optimizer steps."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = lr if lr is not None else self.cfg.lr
+        ratio = self.cfg.warmup_ratio if warmup_ratio is None else warmup_ratio
+        self.scheduler = make_scheduler(self.optimizer, total_steps, ratio, self.cfg.min_lr_ratio)
+
+    def use_tdam(self, ratio: float | None = None) -> bool:
+        """Draw whether this step trains under TDAM (same seed on every rank -> same decision)."""
+        ratio = self.cfg.tdam_ratio if ratio is None else ratio
+        return ratio > 0 and self._rng.random() < ratio
+
+    # -- forward ------------------------------------------------------------------------------
+    def _batches(self, trajectories, loss_on: str, use_tdam: bool):
+        groups = micro_batches([len(t) for t in trajectories], self.cfg.micro_batch_tokens)
+        for group in groups:
+            chosen = [trajectories[i] for i in group]
+            videos, _ = self.videos.inputs(chosen)
+            batch = build_batch(chosen, videos, self.pad_id, self.tokens_per_second, loss_on, use_tdam)
+            yield group, chosen, batch.to(self.device)
+
+    def _autocast(self):
+        if self.bf16 and not fsdp.is_sharded():
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return torch.autocast(self.device.type, enabled=False)
+
+    @torch.no_grad()
+    def logprobs(self, trajectories, with_entropy: bool = True, loss_on: str = "all", use_tdam: bool = False):
+        """Per trajectory, float32 numpy [N] log-probs of each token given the ones before (NaN at
+        positions not scored: the first token, and with loss_on="assistant" every non-assistant token),
+        and the entropies likewise (or None)."""
+        import numpy as np
+
+        self.model.eval()
+        out_lp = [np.full(len(t), np.nan, dtype=np.float32) for t in trajectories]
+        out_ent = [np.full(len(t), np.nan, dtype=np.float32) for t in trajectories] if with_entropy else None
+        n_micro = len(micro_batches([len(t) for t in trajectories], self.cfg.micro_batch_tokens))
+        for _ in range(fsdp.max_over_ranks(n_micro) - n_micro):
+            self._padding_call(backward=False)
+        for group, _, batch in self._batches(trajectories, loss_on, use_tdam):
+            with self._autocast():
+                scores = score_targets(self.model, batch, with_entropy, self.cfg.lm_head_chunk)
+            rows, positions = scores.rows.cpu().numpy(), scores.positions.cpu().numpy() + 1
+            lp = scores.logprobs.float().cpu().numpy()
+            ent = scores.entropy.float().cpu().numpy() if with_entropy else None
+            for local, index in enumerate(group):
+                here = rows == local
+                out_lp[index][positions[here]] = lp[here]
+                if with_entropy:
+                    out_ent[index][positions[here]] = ent[here]
+        return out_lp, out_ent
+
+    # -- training -----------------------------------------------------------------------------
+    def train_step(self, trajectories, global_tokens: int, loss: str = "sft", loss_on: str = "assistant",
+                   use_tdam: bool = False, extras: dict | None = None, step_optimizer: bool = True) -> dict:
+        """Forward/backward over this rank's `trajectories` in micro-batches, then clip and step.
+        `global_tokens`: scored tokens of the whole global batch (all ranks). Returns metrics; `loss` is
+        this rank's share of the global mean (sum over ranks = the global mean loss)."""
+        loss_fn = get_loss(loss)
+        self.model.train()
+        start = time.perf_counter()
+        scale = self.world_size / max(1, global_tokens)
+        total, tokens, padded = 0.0, 0, 0
+        n_micro = len(micro_batches([len(t) for t in trajectories], self.cfg.micro_batch_tokens))
+        n_calls = fsdp.max_over_ranks(n_micro)
+        for index in range(n_calls - n_micro):  # this rank has fewer micro-batches than another
+            self._gradient_sync(n_micro == 0 and index == n_calls - 1)
+            self._padding_call(backward=True)
+        for index, (_, chosen, batch) in enumerate(self._batches(trajectories, loss_on, use_tdam)):
+            # Reduce gradients across ranks once, on the last micro-batch.
+            self._gradient_sync(index == n_micro - 1)
+            with self._autocast():
+                scores = score_targets(self.model, batch, False, self.cfg.lm_head_chunk)
+                value = loss_fn(scores, batch, chosen, extras or {})
+            (value * scale).backward()
+            total += float(value.detach()) / max(1, global_tokens)
+            tokens += sum(batch.lengths)
+            padded += batch.input_ids.numel()
+        metrics = {"loss": total, "tokens": tokens, "padded_tokens": padded, "tdam": float(use_tdam),
+                   "lr": self.optimizer.param_groups[0]["lr"]}
+        if step_optimizer:
+            metrics["grad_norm"] = self._clip_and_step()
+        metrics["seconds"] = time.perf_counter() - start
+        return metrics
+
+    def _gradient_sync(self, enabled: bool) -> None:
+        if hasattr(self.model, "set_requires_gradient_sync"):
+            self.model.set_requires_gradient_sync(enabled)
+
+    def _padding_call(self, backward: bool) -> None:
+        """A zero-loss forward (and backward) on two padding tokens, so a rank with fewer micro-batches
+        than another still takes part in every FSDP gather and reduce."""
+        ids = torch.full((1, 2), self.pad_id, dtype=torch.long)
+        batch = Batch(ids, torch.ones_like(ids), torch.arange(2).view(1, 1, 2).expand(3, 1, 2).contiguous(),
+                      ids.clone(), torch.zeros_like(ids, dtype=torch.bool), [2], None)
+        with self._autocast():
+            scores = score_targets(self.model, batch.to(self.device), False, self.cfg.lm_head_chunk)
+        if backward:
+            scores.logprobs.sum().backward()
+
+    def _clip_and_step(self) -> float:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(params, clip)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return float(norm)
+
+    # -- weights and checkpoints --------------------------------------------------------------
+    def export_weights(self) -> dict:
+        """The full state dict on CPU (module key names), for the rollout engines. Collective."""
+        return fsdp.full_state_dict(self.model)
+
+    def save_checkpoint(self, path: str | Path, with_optimizer: bool = True, extra: dict | None = None) -> Path:
+        """HF directory (rank 0 writes weights) + each rank's optimizer state. Collective."""
+        import torch.distributed as dist
+
+        path = Path(path)
+        state = fsdp.full_state_dict(self.model)
+        if self.rank == 0:
+            meta = {"step": self.step, "world_size": self.world_size, **(extra or {})}
+            ckpt.save_hf_checkpoint(self.model_class, self.config, state, path, self.model_path, meta,
+                                    self.generation_config)
+        if fsdp.is_sharded():
+            dist.barrier()
+        if with_optimizer:
+            ckpt.save_optimizer(path, self.rank, self.world_size, self.optimizer, self.scheduler,
+                                {"step": self.step, "rng": self._rng.getstate(), **(extra or {})})
+        if fsdp.is_sharded():
+            dist.barrier()
+        return path
+
+    def load_checkpoint(self, path: str | Path, with_optimizer: bool = True) -> dict:
+        """Load weights (and optimizer state) saved by `save_checkpoint`; returns the saved extras.
+        Raises CheckpointError on an incomplete directory or another model's checkpoint."""
+        from transformers import Qwen2_5_VLForConditionalGeneration
+
+        ckpt.validate_checkpoint(path, self.config)
+        source = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+        fsdp.load_full_state_dict(self.model, source.state_dict())
+        del source
+        extra = {}
+        if with_optimizer:
+            extra = ckpt.load_optimizer(path, self.rank, self.world_size, self.optimizer, self.scheduler)
+            self.step = int(extra.get("step", self.step))
+            if "rng" in extra:
+                self._rng.setstate(extra["rng"])
+        return extra

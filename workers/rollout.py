@@ -1,0 +1,197 @@
+"""Rollout workers: Ray actors that each own a vLLM engine and run agent episodes on it
+(`vo3rl.rollout.service.RolloutService`); this file only hosts them and fans calls out.
+
+    group = RolloutGroup(model_path, recipe, n_workers=1)
+    trajectories = group.generate(samples, n_per_sample=16, mode="train")  # group_index set, log-probs in
+    group.skipped, group.failed                                            # counted, never raised
+    group.update_weights(learner_state_dict)                               # in place, prefix cache reset
+
+A worker that dies (its process killed, out of memory) is restarted, given the newest weights, and its
+share of the batch generated again, at most `max_restarts` times per call.
+"""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import ray
+
+from vo3rl.log import get_logger
+from vo3rl.rollout.config import RolloutConfig
+
+log = get_logger(__name__)
+
+
+def _load_tokenizer(model_path: str):
+    """The tokenizer saved with the model, else the one built from Qwen's BPE ranks."""
+    if (Path(model_path) / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model_path)
+    from vo3rl.model.tokenizer import build_tokenizer
+
+    return build_tokenizer()
+
+
+@ray.remote
+class RolloutWorker:
+    """One vLLM engine and the episode driver around it. Arguments are plain dicts (recipe sections)."""
+
+    def __init__(self, model_path: str, cfg: dict, presets: dict | None = None, templates: dict | None = None,
+                 cache_mb: int = 512, log_level: str = "INFO"):
+        from vo3rl.agent.prompts import PromptTemplates
+        from vo3rl.log import setup_logging
+        from vo3rl.rollout.service import RolloutService
+        from vo3rl.rollout.vllm_engine import VLLMEngine
+        from vo3rl.video.cache import DecodeCache
+
+        setup_logging(log_level)
+        config = RolloutConfig(**cfg)
+        tokenizer = _load_tokenizer(model_path)
+        self.model_path = model_path
+        self.engine = VLLMEngine(model_path, config, tokenizer)
+        self.service = RolloutService(self.engine, tokenizer, config, presets,
+                                      PromptTemplates(**(templates or {})), DecodeCache(max_bytes=cache_mb << 20))
+
+    def ready(self) -> dict:
+        """Health check: answers once the engine is up."""
+        return {"model": self.model_path, "pid": os.getpid(), "weight_version": self.engine.weight_version,
+                "busy": self.engine.busy}
+
+    def generate(self, samples: list, n_per_sample: int, mode: str = "train", group_offset: int = 0):
+        """A `RolloutBatch`: trajectories (with rollout log-probs), skipped samples, failures, stats."""
+        return self.service.generate(samples, n_per_sample, mode, group_offset)
+
+    def score(self, trajectories: list) -> list:
+        """vLLM's log-prob of every token of each trajectory (for rollout/learner agreement checks)."""
+        return self.service.score(trajectories)
+
+    def update_weights(self, state_dict: dict) -> int:
+        """Load new weights in place (an object ref passed as the argument arrives resolved); returns
+        the engine's weight version."""
+        self.engine.update_weights(state_dict)
+        return self.engine.weight_version
+
+    def reset_prefix_cache(self) -> bool:
+        return self.engine.reset_prefix_cache()
+
+    def engine_stats(self) -> dict:
+        return self.engine.stats.as_dict()
+
+
+def rollout_config(section) -> RolloutConfig:
+    """A RolloutConfig from a recipe's `rollout:` section (a RolloutConfig, a mapping, or None)."""
+    if section is None:
+        return RolloutConfig()
+    if isinstance(section, RolloutConfig):
+        return section
+    if not isinstance(section, dict):
+        from omegaconf import OmegaConf
+
+        section = OmegaConf.to_container(section, resolve=True) if OmegaConf.is_config(section) else vars(section)
+    known = {f.name for f in fields(RolloutConfig)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ValueError(f"rollout: unknown key(s) {unknown}")
+    return RolloutConfig(**dict(section))
+
+
+def _plain(section) -> dict:
+    if section is None:
+        return {}
+    if isinstance(section, dict):
+        return dict(section)
+    if hasattr(section, "__dataclass_fields__"):
+        return asdict(section)
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(section, resolve=True)
+
+
+class RolloutGroup:
+    """`n_workers` rollout actors serving the policy at `model_path`. Settings come from `recipe`
+    (`rollout`, `video.presets`, `video.cache_mb`, `prompts`, `run.log_level`) unless given directly.
+    `worker_class` replaces the actor class (tests use a light stand-in)."""
+
+    def __init__(self, model_path: str, recipe=None, n_workers: int = 1, cfg: RolloutConfig | None = None,
+                 presets: dict | None = None, templates: dict | None = None, cache_mb: int | None = None,
+                 log_level: str | None = None, max_restarts: int = 2, worker_class=None):
+        video = getattr(recipe, "video", None)
+        self.cfg = cfg or rollout_config(getattr(recipe, "rollout", None))
+        self.cfg.validate()
+        self.model_path = str(model_path)
+        self.presets = presets if presets is not None else _plain(getattr(video, "presets", None))
+        self.templates = templates if templates is not None else _plain(getattr(recipe, "prompts", None))
+        self.cache_mb = cache_mb or int(getattr(video, "cache_mb", 512))
+        self.log_level = log_level or getattr(getattr(recipe, "run", None), "log_level", "INFO")
+        self.max_restarts = max_restarts
+        self.worker_class = worker_class or RolloutWorker
+        self.skipped: Counter = Counter()
+        self.failed: Counter = Counter()
+        self.restarts = 0
+        self.last_stats: list[dict] = []
+        self._weights = None  # object ref of the newest weights, given to a restarted worker
+        self.workers = [self._start() for _ in range(n_workers)]
+        ray.get([w.ready.remote() for w in self.workers])
+
+    def _start(self):
+        options = {"num_cpus": self.cfg.worker_cpus, "num_gpus": self.cfg.worker_gpus}
+        return self.worker_class.options(**options).remote(
+            self.model_path, asdict(self.cfg), self.presets, self.templates, self.cache_mb, self.log_level)
+
+    def _restart(self, index: int) -> None:
+        self.restarts += 1
+        log.warning("rollout worker %d died; restarting it (%d restarts so far)", index, self.restarts)
+        try:
+            ray.kill(self.workers[index])
+        except Exception:  # already gone
+            pass
+        worker = self._start()
+        ray.get(worker.ready.remote())
+        if self._weights is not None:
+            ray.get(worker.update_weights.remote(self._weights))
+        self.workers[index] = worker
+
+    def generate(self, samples: list, n_per_sample: int, mode: str = "train") -> list:
+        """`n_per_sample` trajectories per sample, in sample order, spread over the workers in
+        contiguous shares. Skipped samples and lost trajectories are added to `skipped` / `failed`."""
+        n = len(self.workers)
+        bounds = [len(samples) * i // n for i in range(n + 1)]
+        shares = [(bounds[i], samples[bounds[i] : bounds[i + 1]]) for i in range(n)]
+        calls = {i: self.workers[i].generate.remote(share, n_per_sample, mode, offset)
+                 for i, (offset, share) in enumerate(shares) if share}
+        results = {}
+        for index, ref in calls.items():
+            for attempt in range(self.max_restarts + 1):
+                try:
+                    results[index] = ray.get(ref)
+                    break
+                except ray.exceptions.RayActorError:
+                    if attempt == self.max_restarts:
+                        raise
+                    self._restart(index)
+                    offset, share = shares[index]
+                    ref = self.workers[index].generate.remote(share, n_per_sample, mode, offset)
+        trajectories, self.last_stats = [], []
+        for index in sorted(results):
+            batch = results[index]
+            trajectories += batch.trajectories
+            self.skipped.update(batch.skipped.values())
+            self.failed.update(batch.failed)
+            self.last_stats.append(batch.stats)
+        return trajectories
+
+    def update_weights(self, state_dict: dict) -> None:
+        """Send the learner's weights (one object in the store, read by every worker) in place."""
+        self._weights = ray.put(state_dict)
+        ray.get([w.update_weights.remote(self._weights) for w in self.workers])
+
+    def reset_prefix_cache(self) -> None:
+        ray.get([w.reset_prefix_cache.remote() for w in self.workers])
+
+    def shutdown(self) -> None:
+        for worker in self.workers:
+            ray.kill(worker)
+        self.workers = []
