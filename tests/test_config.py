@@ -1,5 +1,6 @@
 """Recipes: overrides, interpolation, extends, and rejection of bad input before any work starts."""
 import subprocess
+from pathlib import Path
 import sys
 import textwrap
 
@@ -144,3 +145,12 @@ def test_cli_help_lists_every_command():
     assert out.returncode == 0
     for command in ("run", "sft", "rl", "eval", "data", "submit", "config", "tiny-model"):
         assert command in out.stdout
+
+
+def test_overrides_reach_into_lists():
+    r = load_recipe(Path(__file__).parents[1] / "recipes/tiny_cpu/sft.yaml", ["sft.stages.1.max_steps=3"])
+    assert r.sft.stages[1].max_steps == 3 and r.sft.stages[0].max_steps != 3
+    with pytest.raises(RecipeError, match="has 2 items"):
+        load_recipe(Path(__file__).parents[1] / "recipes/tiny_cpu/sft.yaml", ["sft.stages.7.lr=1"])
+    with pytest.raises(RecipeError, match="did you mean 'sft.stages.0.lr'"):
+        load_recipe(Path(__file__).parents[1] / "recipes/tiny_cpu/sft.yaml", ["sft.stages.0.lrr=1"])

@@ -9,7 +9,7 @@ from vo3rl.agent.trajectory import Role, Trajectory
 from vo3rl.data.schema import DataType, Sample
 from vo3rl.rewards import RewardConfig, RewardResult
 from vo3rl.rl.groups import form_groups, prompts_for
-from vo3rl.rl.losses import GlobalCounts, LossConfig, PolicyBatch, get_loss
+from vo3rl.rl.losses import GlobalCounts, LossConfig, PolicyBatch, get_policy_loss
 from vo3rl.rl.scoring import score_trajectory
 from vo3rl.video.types import VideoRef
 
@@ -81,7 +81,7 @@ def test_policy_loss_adapter_matches_the_direct_loss():
     for k, (r, p) in enumerate(zip(rows.tolist(), positions.tolist())):
         logp[r, p] = new[k].detach()
         old[r, p] = float(trajectories[r].old_logprobs[p + 1])
-    direct, _ = get_loss("grpo")(PolicyBatch(logp, old, torch.tensor([1.0, -2.0], dtype=torch.float64), mask),
+    direct, _ = get_policy_loss("grpo")(PolicyBatch(logp, old, torch.tensor([1.0, -2.0], dtype=torch.float64), mask),
                                  cfg, GlobalCounts(n_tokens, 2))
     assert value.item() / n_tokens == pytest.approx(direct.item())
     value.backward()

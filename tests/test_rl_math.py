@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vo3rl.rl.advantages import get_advantage, grpo_advantages, per_token
-from vo3rl.rl.losses import GlobalCounts, LossConfig, PolicyBatch, aggregate, get_loss, kl_penalty
+from vo3rl.rl.losses import GlobalCounts, LossConfig, PolicyBatch, aggregate, get_policy_loss, kl_penalty
 from vo3rl.rl.sampling import DynamicBatch, informative
 
 
@@ -42,7 +42,7 @@ def test_grpo_clip_higher_by_hand():
     # three one-token sequences: r = 1.5 with A = +1 (clipped to 1.3), r = 0.5 with A = -1 (clipped to 0.8),
     # r = 1.5 with A = -1 (unclipped: pessimistic side)
     b = batch([[math.log(1.5)], [math.log(0.5)], [math.log(1.5)]], [[0.0]] * 3, [1.0, -1.0, -1.0], [[1], [1], [1]])
-    loss, metrics = get_loss("grpo")(b, cfg, GlobalCounts(tokens=3, sequences=3))
+    loss, metrics = get_policy_loss("grpo")(b, cfg, GlobalCounts(tokens=3, sequences=3))
     assert loss.item() == pytest.approx((-1.3 + 0.8 + 1.5) / 3)
     assert metrics["clip_frac"] == pytest.approx(2 / 3)
     loss.backward()
@@ -72,10 +72,10 @@ def test_micro_batches_sum_to_the_full_batch(name, mode):
     cfg = LossConfig(name=name, aggregation=mode, clip_low=0.2, clip_high=0.2)
     counts = GlobalCounts(tokens=int(mask.sum()), sequences=4)
     full_logp = logp.clone().requires_grad_()
-    full, _ = get_loss(name)(PolicyBatch(full_logp, old, adv, mask), cfg, counts)
+    full, _ = get_policy_loss(name)(PolicyBatch(full_logp, old, adv, mask), cfg, counts)
     full.backward()
     parts_logp = logp.clone().requires_grad_()
-    total = sum(get_loss(name)(PolicyBatch(parts_logp[i:i + 2], old[i:i + 2], adv[i:i + 2], mask[i:i + 2]),
+    total = sum(get_policy_loss(name)(PolicyBatch(parts_logp[i:i + 2], old[i:i + 2], adv[i:i + 2], mask[i:i + 2]),
                                cfg, counts)[0] for i in (0, 2))
     total.backward()
     assert total.item() == pytest.approx(full.item())
@@ -86,7 +86,7 @@ def test_gspo_uses_the_sequence_ratio():
     cfg = LossConfig(name="gspo", clip_low=0.2, clip_high=0.2, aggregation="seq-mean-token-mean")
     # log-ratios 0.05 and 0.15 -> sequence log-ratio 0.1 -> s = e^0.1 = 1.10517 (inside [0.8, 1.2])
     b = batch([[0.05, 0.15, 0.0]], [[0.0, 0.0, 0.0]], [2.0], [[1, 1, 0]])
-    loss, metrics = get_loss("gspo")(b, cfg, GlobalCounts(tokens=2, sequences=1))
+    loss, metrics = get_policy_loss("gspo")(b, cfg, GlobalCounts(tokens=2, sequences=1))
     s = math.exp(0.1)
     assert loss.item() == pytest.approx(-2 * s)
     assert metrics["clip_frac"] == 0
@@ -95,7 +95,7 @@ def test_gspo_uses_the_sequence_ratio():
     np.testing.assert_allclose(b.logp.grad.numpy().ravel(), [-2 * s / 2, -2 * s / 2, 0])
     # a sequence ratio beyond 1 + eps is clipped as a whole: log-ratios 0.3, 0.3 -> s = e^0.3 > 1.2
     b = batch([[0.3, 0.3]], [[0.0, 0.0]], [1.0], [[1, 1]])
-    loss, metrics = get_loss("gspo")(b, cfg, GlobalCounts(tokens=2, sequences=1))
+    loss, metrics = get_policy_loss("gspo")(b, cfg, GlobalCounts(tokens=2, sequences=1))
     assert loss.item() == pytest.approx(-1.2) and metrics["clip_frac"] == 1.0
 
 
@@ -106,7 +106,7 @@ def test_kl_estimators_by_hand():
     assert kl_penalty(ref, ref, "k3").item() == 0
     cfg = LossConfig(name="grpo", kl_coef=0.04, kl_estimator="k3")
     b = batch([[0.0]], [[0.0]], [0.0], [[1]], ref=[[math.log(0.5)]])
-    loss, metrics = get_loss("grpo")(b, cfg, GlobalCounts(1, 1))
+    loss, metrics = get_policy_loss("grpo")(b, cfg, GlobalCounts(1, 1))
     assert loss.item() == pytest.approx(0.04 * (0.5 + math.log(2) - 1))
     assert metrics["kl"] == pytest.approx(0.5 + math.log(2) - 1)
     with pytest.raises(ValueError):

@@ -72,6 +72,7 @@ def test_shares_group_indices_and_skips(ray_local):
                                                           for _ in range(2)]
     assert group.skipped == {"missing": 1}
     assert len({stats["pid"] for stats in group.last_stats}) == 2  # both workers took a share
+    assert len(group.ready()) == 2
     group.shutdown()
 
 

@@ -95,6 +95,9 @@ def test_real_rollout_is_consistent_with_the_layout_and_the_learner(group, token
         assert traj.exceeded == (traj.exceeded_reason is not None)
 
     # Rollout and learner agree on the generated tokens (fp32 on both sides).
+    (health,) = group.ready()
+    assert health["weight_version"] == 0 and not health["busy"] and health["peak_rss_gib"] > 0
+
     learner = learner_logprobs(tiny_model_dir, tokenizer, trajectories)
     gaps = np.concatenate([np.abs(t.logprobs - lp)[t.roles == Role.ASSISTANT] for t, lp in zip(trajectories, learner)])
     assert gaps.mean() < 0.02, gaps.mean()

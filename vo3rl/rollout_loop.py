@@ -1,20 +1,23 @@
-"""The Video-o3 agent loop, independent of the engine that generates.
+"""The agent loop, independent of the engine that generates: Video-o3's multi-turn crop protocol and
+Open-o3 Video's single grounded turn.
 
 One growing context: generate a turn (stopping at `</grounding>` or end of turn), parse it, run the
-crop tool, append the observation, generate again, until an answer or a limit. Any engine that can
-continue a token context with the clips shown so far plugs in through `Engine` (the transformers
-engine in `vo3rl.train.hf_engine` for evaluation during SFT; a vLLM engine for the rollout workers).
+crop tool, append the observation, generate again, until an answer or a limit. The loop is written
+once, as a generator (`episode`) that yields each turn's `TurnRequest` and is sent the generated
+`TurnOutput`. `run_episode` drives it with any blocking `Engine` (the transformers engine in
+`vo3rl.train.hf_engine` for evaluation during SFT); `vo3rl.rollout.episodes` drives many at once over
+vLLM, which batches their turns.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generator, Protocol
 
 from vo3rl.agent.parse import NO_ACTION, TurnKind
 from vo3rl.agent.prompts import PromptTemplates
-from vo3rl.agent.render import TrajectoryBuilder
+from vo3rl.agent.render import TokenBytes, TrajectoryBuilder
 from vo3rl.agent.tools import error_observation, run_tool_call
-from vo3rl.agent.trajectory import Trajectory
+from vo3rl.agent.trajectory import Trajectory, VideoSpan
 from vo3rl.data.schema import Sample
 from vo3rl.video.budgets import preset
 from vo3rl.video.cache import DecodeCache
@@ -22,6 +25,7 @@ from vo3rl.video.sampler import sample_clip
 from vo3rl.video.types import Clip, VideoError
 
 STOP_STRINGS = ("</grounding>",)
+PROTOCOLS = ("video_o3", "open_o3")
 
 
 @dataclass
@@ -32,6 +36,21 @@ class TurnOutput:
     token_ids: list[int]
     text: str
     logprobs: list[float] | None = None
+
+
+@dataclass
+class TurnRequest:
+    """The next turn of an episode: continue `context` (token ids, each video's pad run expanded) by
+    one assistant turn of at most `max_new_tokens` tokens, stopping at any of `stop` or at end of turn.
+    `clips` are the context's videos in order and `videos` their spans (references and specs);
+    `turn` counts assistant turns from 0."""
+
+    context: list[int]
+    clips: list[Clip]
+    videos: list[VideoSpan]
+    max_new_tokens: int
+    stop: tuple[str, ...]
+    turn: int
 
 
 class Engine(Protocol):
@@ -46,7 +65,8 @@ class Engine(Protocol):
 class LoopConfig:
     """Limits of one episode (methods.md section 1): `max_turns` assistant turns (the last one is told
     to answer), `max_videos` videos in context, `max_context` tokens minus `reserve_tokens`.
-    `sampling` overrides fields of the named sampling presets, e.g. {"global": {"max_frames": 16}}."""
+    `sampling` overrides fields of the named sampling presets, e.g. {"global": {"max_frames": 16}}.
+    `protocol` "open_o3" is one turn on the open_o3 view, no tool and no stop string."""
 
     max_turns: int = 8
     max_new_tokens: int = 1024
@@ -54,30 +74,43 @@ class LoopConfig:
     max_context: int = 32768
     reserve_tokens: int = 2000
     sampling: dict = field(default_factory=dict)
+    protocol: str = "video_o3"
 
 
-def run_episode(engine: Engine, sample: Sample, tokenizer, cfg: LoopConfig, templates: PromptTemplates | None = None,
-                cache: DecodeCache | None = None) -> Trajectory:
-    """One trajectory for `sample`. Never raises on model output; an unreadable global video raises
-    VideoError (the caller skips the sample)."""
+EpisodeSteps = Generator[TurnRequest, TurnOutput, Trajectory]
+
+
+def episode(sample: Sample, tokenizer, cfg: LoopConfig, templates: PromptTemplates | None = None,
+            cache: DecodeCache | None = None, group_index: int = 0,
+            token_bytes: TokenBytes | None = None) -> EpisodeSteps:
+    """One trajectory for `sample`, as a generator: yields each turn's request, is sent its output,
+    returns the Trajectory. Never raises on model output; an unreadable first video raises VideoError
+    at the first `next()` (the caller skips the sample)."""
+    if cfg.protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {cfg.protocol!r}")
     templates = templates or PromptTemplates()
     budgets = cfg.sampling
-    clip = sample_clip(sample.video, preset("global", **budgets.get("global", {})), cache)
-    builder = TrajectoryBuilder(tokenizer, sample, templates)
+    single_turn = cfg.protocol == "open_o3"
+    view = "open_o3" if single_turn else "global"
+    clip = sample_clip(sample.video, preset(view, **budgets.get(view, {})), cache)
+    builder = TrajectoryBuilder(tokenizer, sample, templates, cfg.protocol, group_index, token_bytes)
     builder.add_prompt(clip)
     clips = [clip]
+    max_turns = 1 if single_turn else cfg.max_turns
+    stop = () if single_turn else STOP_STRINGS
     exceeded = None
-    for turn in range(cfg.max_turns):
+    for turn in range(max_turns):
         room = cfg.max_context - cfg.reserve_tokens - builder.n_tokens
         if room <= 0:
             exceeded = "context"
             break
-        context = builder.build().token_ids.tolist()
-        out = engine.generate(context, clips, min(cfg.max_new_tokens, room))
+        so_far = builder.build()
+        out = yield TurnRequest(so_far.token_ids.tolist(), list(clips), so_far.videos,
+                                min(cfg.max_new_tokens, room), stop, turn)
         step = builder.add_assistant(out.token_ids, out.logprobs)
-        if step.kind == TurnKind.ANSWER:
+        if step.kind == TurnKind.ANSWER or single_turn:
             break
-        if turn == cfg.max_turns - 1:
+        if turn == max_turns - 1:
             exceeded = "turns"
             break
         if step.kind == TurnKind.TOOL_CALL:
@@ -89,8 +122,21 @@ def run_episode(engine: Engine, sample: Sample, tokenizer, cfg: LoopConfig, temp
                 exceeded = "videos"
                 break
             clips.append(observation.clip)
-        builder.add_observation(observation, force_answer=turn + 1 == cfg.max_turns - 1)
+        builder.add_observation(observation, force_answer=turn + 1 == max_turns - 1)
     return builder.build(exceeded=exceeded is not None, exceeded_reason=exceeded)
+
+
+def run_episode(engine: Engine, sample: Sample, tokenizer, cfg: LoopConfig, templates: PromptTemplates | None = None,
+                cache: DecodeCache | None = None) -> Trajectory:
+    """`episode` driven by a blocking engine, one turn at a time."""
+    steps = episode(sample, tokenizer, cfg, templates, cache)
+    request = next(steps)
+    while True:
+        out = engine.generate(request.context, request.clips, request.max_new_tokens, request.stop)
+        try:
+            request = steps.send(out)
+        except StopIteration as finished:
+            return finished.value
 
 
 def safe_episode(engine: Engine, sample: Sample, tokenizer, cfg: LoopConfig, templates=None, cache=None):

@@ -18,41 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from vo3rl.log import get_logger, progress
+from vo3rl.metrics import MetricsLog, open_wandb
 
 log = get_logger(__name__)
-
-
-class MetricsLog:
-    """Appends JSON lines to `metrics.jsonl` and mirrors them to W&B when a run is open."""
-
-    def __init__(self, path: Path, wandb_run=None):
-        self.path = path
-        self.wandb = wandb_run
-
-    def log(self, record: dict, step: int) -> None:
-        with self.path.open("a") as fh:
-            fh.write(json.dumps({"step": step, **record}) + "\n")
-        if self.wandb is not None:
-            self.wandb.log({k: v for k, v in record.items() if isinstance(v, (int, float))}, step=step)
-
-
-def _open_wandb(recipe, out: Path):
-    if recipe.wandb.mode == "disabled":
-        return None
-    import os
-
-    import wandb
-
-    os.environ.setdefault("WANDB_SILENT", "true")
-    return wandb.init(project=recipe.wandb.project, name=recipe.wandb.name or recipe.run.name,
-                      group=recipe.wandb.group, mode=recipe.wandb.mode, dir=str(out), reinit="finish_previous",
-                      config={"sft": _plain(recipe.sft), "learner": _plain(recipe.learner)})
-
-
-def _plain(obj) -> dict:
-    from dataclasses import asdict
-
-    return json.loads(json.dumps(asdict(obj), default=str))
 
 
 def _make_learner(recipe, total_steps: int, tokenizer):
@@ -60,13 +28,10 @@ def _make_learner(recipe, total_steps: int, tokenizer):
         from vo3rl.train.local import LocalLearnerGroup
 
         return LocalLearnerGroup(recipe.model.path, recipe.learner, total_steps, tokenizer)
-    import ray
-
+    from vo3rl.ray_setup import start_ray
     from vo3rl.workers.learner import LearnerGroup
 
-    if not ray.is_initialized():
-        ray.init(address=recipe.ray.address, num_cpus=recipe.ray.num_cpus, _temp_dir=recipe.ray.temp_dir,
-                 include_dashboard=False, log_to_driver=False)
+    start_ray(recipe.ray)
     cpus = max(1, (recipe.ray.num_cpus or recipe.learner.ranks) // recipe.learner.ranks)
     return LearnerGroup(recipe.model.path, recipe.learner, total_steps, cpus_per_rank=cpus)
 
@@ -135,7 +100,7 @@ def run_sft(recipe) -> dict:
         before = cfg.gen_eval_samples_before if cfg.gen_eval_samples_before >= 0 else cfg.gen_eval_samples
         summary["before"] = generation_eval(recipe, recipe.model.path, tokenizer, cache, before)
     learner = _make_learner(recipe, steps[0], tokenizer)
-    metrics_log = MetricsLog(out / "metrics.jsonl", _open_wandb(recipe, out))
+    metrics_log = MetricsLog(out / "metrics.jsonl", open_wandb(recipe, out, job_type="sft"))
     start_stage, start_step, global_step = 0, 0, 0
     resume = latest_checkpoint(out) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
     if resume is not None:
@@ -189,7 +154,7 @@ def run_sft(recipe) -> dict:
     if metrics_log.wandb is not None:
         metrics_log.wandb.summary.update({f"gen/{when}_{k}": summary[when][k] for when in ("before", "after")
                                           if when in summary for k in ("format", "accuracy")})
-        metrics_log.wandb.finish()
+    metrics_log.close()
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 

@@ -56,9 +56,11 @@ class RolloutWorker:
                                       PromptTemplates(**(templates or {})), DecodeCache(max_bytes=cache_mb << 20))
 
     def ready(self) -> dict:
-        """Health check: answers once the engine is up."""
+        """Health check: answers once the engine is up; `peak_rss_gib` is this worker process's peak memory."""
+        import resource
+
         return {"model": self.model_path, "pid": os.getpid(), "weight_version": self.engine.weight_version,
-                "busy": self.engine.busy}
+                "busy": self.engine.busy, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
     def generate(self, samples: list, n_per_sample: int, mode: str = "train", group_offset: int = 0):
         """A `RolloutBatch`: trajectories (with rollout log-probs), skipped samples, failures, stats."""
@@ -187,6 +189,10 @@ class RolloutGroup:
         """Send the learner's weights (one object in the store, read by every worker) in place."""
         self._weights = ray.put(state_dict)
         ray.get([w.update_weights.remote(self._weights) for w in self.workers])
+
+    def ready(self, timeout_s: float = 60.0) -> list[dict]:
+        """Every worker's health answer; raises GetTimeoutError when one does not answer in time."""
+        return ray.get([w.ready.remote() for w in self.workers], timeout=timeout_s)
 
     def reset_prefix_cache(self) -> None:
         ray.get([w.reset_prefix_cache.remote() for w in self.workers])

@@ -11,7 +11,7 @@ import difflib
 from pathlib import Path
 from typing import Any, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vo3rl.config.schema import Recipe, check_semantics
@@ -28,14 +28,18 @@ def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), schema: 
     instance with every `${…}` interpolation resolved. Raises RecipeError."""
     config = OmegaConf.structured(schema)
     layers = _read_recipe(Path(path), chain=()) if path is not None else []
-    if overrides:
-        layers.append(("command line", _parse_overrides(overrides)))
     for origin, layer in layers:
         _check_keys(config, layer, origin, prefix="")
         try:
             config = OmegaConf.merge(config, layer)
         except OmegaConfBaseException as exc:
             raise RecipeError(f"{origin}: {_describe(exc)}") from None
+    for key, value in _parse_overrides(overrides):
+        _check_path(config, key)
+        try:
+            OmegaConf.update(config, key, value, merge=True)
+        except OmegaConfBaseException as exc:
+            raise RecipeError(f"command line: {_describe(exc)}") from None
     missing = sorted(OmegaConf.missing_keys(config))
     if missing:
         raise RecipeError(f"missing required value: {', '.join(missing)} (set it in the recipe or as key=value)")
@@ -80,15 +84,37 @@ def _read_recipe(path: Path, chain: tuple[Path, ...]) -> list[tuple[str, dict]]:
     return layers
 
 
-def _parse_overrides(overrides: Sequence[str]) -> dict:
+def _parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
+    """(dotted key, value) pairs; values are read as YAML (`3` is an int, `[a, b]` a list, `${…}` kept)."""
+    parsed = []
     for item in overrides:
-        key, sep, _ = item.partition("=")
-        if not sep or not key or key.startswith("."):
+        key, sep, raw = item.partition("=")
+        if not sep or not key or key.startswith(".") or key.endswith("."):
             raise RecipeError(f"override {item!r} is not of the form key.path=value")
-    try:
-        return OmegaConf.to_container(OmegaConf.from_dotlist(list(overrides)), resolve=False)
-    except Exception as exc:
-        raise RecipeError(f"command line: cannot parse overrides ({str(exc).splitlines()[0]})") from None
+        try:
+            value = OmegaConf.to_container(OmegaConf.from_dotlist([f"v={raw}"]), resolve=False)["v"]
+        except Exception as exc:
+            raise RecipeError(f"command line: cannot parse {item!r} ({str(exc).splitlines()[0]})") from None
+        parsed.append((key, value))
+    return parsed
+
+
+def _check_path(config: DictConfig, key: str) -> None:
+    """Walk `key` (e.g. `sft.stages.0.lr`) through the schema: every dataclass field must exist and every
+    list index must be in range; free-form dicts accept anything below them."""
+    node, walked = config, ""
+    for part in key.split("."):
+        if isinstance(node, ListConfig):
+            if not part.isdigit() or int(part) >= len(node):
+                raise RecipeError(f"command line: '{walked}{part}': {walked.rstrip('.')} has {len(node)} items")
+            node = node[int(part)]
+        elif isinstance(node, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(node)):
+            if part not in node.keys():
+                raise RecipeError(f"command line: unknown key '{walked}{part}'{_suggest(node, part, walked)}")
+            node = node._get_node(part)
+        else:
+            return  # a free-form dict, a value, or None: OmegaConf's own typing takes over
+        walked += f"{part}."
 
 
 def _check_keys(node: DictConfig, layer: dict, origin: str, prefix: str) -> None:

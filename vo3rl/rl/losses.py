@@ -83,7 +83,7 @@ LossFn = Callable[[PolicyBatch, LossConfig, GlobalCounts], tuple[torch.Tensor, d
 POLICY_LOSSES: dict[str, LossFn] = {}
 
 
-def register_loss(name: str):
+def register_policy_loss(name: str):
     def register(fn: LossFn) -> LossFn:
         POLICY_LOSSES[name] = fn
         return fn
@@ -91,7 +91,7 @@ def register_loss(name: str):
     return register
 
 
-def get_loss(name: str) -> LossFn:
+def get_policy_loss(name: str) -> LossFn:
     if name not in POLICY_LOSSES:
         raise ValueError(f"unknown policy loss {name!r}; known: {', '.join(POLICY_LOSSES)}")
     return POLICY_LOSSES[name]
@@ -123,7 +123,7 @@ def _finish(batch: PolicyBatch, per_token: torch.Tensor, clipped: torch.Tensor, 
     return loss, metrics
 
 
-@register_loss("grpo")
+@register_policy_loss("grpo")
 def grpo_loss(batch: PolicyBatch, cfg: LossConfig, counts: GlobalCounts):
     """PPO-clip per token with the token ratio r = exp(logp - old_logp) and asymmetric bounds."""
     ratio = torch.exp(batch.logp - batch.old_logp)
@@ -131,7 +131,7 @@ def grpo_loss(batch: PolicyBatch, cfg: LossConfig, counts: GlobalCounts):
     return _finish(batch, per_token, clipped, ratio, cfg, counts)
 
 
-@register_loss("gspo")
+@register_policy_loss("gspo")
 def gspo_loss(batch: PolicyBatch, cfg: LossConfig, counts: GlobalCounts):
     """Sequence-level ratio s_i = exp(mean_t (logp - old_logp)) over trained tokens, carried per token
     as sg[log s_i] + logp_t - sg[logp_t] so each token's gradient is that of log s_i's share."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vo3rl.rl.losses import GlobalCounts, LossConfig, PolicyBatch, get_loss
+from vo3rl.rl.losses import GlobalCounts, LossConfig, PolicyBatch, get_policy_loss
 from vo3rl.train.losses import register_loss
 
 
@@ -41,5 +41,5 @@ def policy_loss(scores, batch, trajectories, extras: dict) -> torch.Tensor:
     if cfg.kl_coef:
         ref = _per_target(trajectories, "ref_logprobs", scores.rows, scores.positions, logp.detach())
     advantages = torch.tensor([t.advantage for t in trajectories], dtype=logp.dtype, device=logp.device)
-    share, _ = get_loss(cfg.name)(PolicyBatch(logp, old, advantages, mask, ref), cfg, counts)
+    share, _ = get_policy_loss(cfg.name)(PolicyBatch(logp, old, advantages, mask, ref), cfg, counts)
     return share * extras["global_tokens"]

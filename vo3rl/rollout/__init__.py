@@ -1,9 +1,9 @@
 """Rollout on vLLM: many agent episodes at once, each one growing context, batched by the engine.
 
-- `config.RolloutConfig`: the recipe's `rollout:` keys (engine, sampling, loop limits for train and eval).
+- `config.RolloutConfig`: the recipe's `rollout:` keys (engine, sampling, episode limits for train and eval).
 - `engine_inputs`: a context (token ids with expanded video-pad runs) as a vLLM prompt.
-- `vllm_engine.VLLMEngine`: the stepping vLLM engine (requests in, finished turns out, weights in place).
-- `episodes.run_episodes`: drives many episode loops (`vo3rl.rollout_loop`) over one stepping engine.
-- `rollout.Rollout`: samples × G -> Trajectory records, skipped samples counted; what the Ray actor
-  in `vo3rl.workers.rollout` hosts.
+- `vllm_engine.VLLMEngine`: the stepping vLLM engine (turns in, finished turns out, weights in place).
+- `episodes.run_episodes`: drives many episode loops (`vo3rl.rollout_loop.episode`) over one stepping engine.
+- `service.RolloutService`: samples × G -> Trajectory records, unreadable samples counted; what the Ray
+  actor in `vo3rl.workers.rollout` hosts.
 """

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from vo3rl.rollout_loop import LoopConfig
 
@@ -38,16 +38,16 @@ class RolloutConfig:
     """
 
     max_model_len: int = 32768
-    kv_cache_gib: float | None = None
+    kv_cache_gib: Optional[float] = None
     tensor_parallel_size: int = 1
     enable_prefix_caching: bool = True
     gpu_memory_utilization: float = 0.85
     dtype: str = "auto"
     enforce_eager: bool = True
     max_num_seqs: int = 256
-    max_num_batched_tokens: int | None = None
+    max_num_batched_tokens: Optional[int] = None
     in_process: bool = True
-    distributed_executor_backend: str | None = None
+    distributed_executor_backend: Optional[str] = None
     mm_processor_cache_gb: float = 1.0
     profile_video: dict[str, int] = field(default_factory=dict)
     skip_mm_profiling: bool = False
@@ -56,7 +56,7 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
-    seed: int | None = 0
+    seed: Optional[int] = 0
 
     protocol: str = "video_o3"
     max_turns: int = 6

@@ -31,7 +31,7 @@ log = get_logger(__name__)
 
 
 class EngineFailure(Exception):
-    """A turn the engine could not produce (`reason`: rejected | prompt_mismatch | aborted)."""
+    """A turn the engine could not produce (`reason`: rejected | prompt_mismatch)."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(f"{reason}: {message}")
@@ -86,7 +86,7 @@ class VLLMEngine:
 
         cfg = self.cfg
         return SamplingParams(
-            max_tokens=max_tokens, min_tokens=max_tokens if exact_tokens else 0, ignore_eos=exact_tokens,
+            max_tokens=max_tokens, ignore_eos=exact_tokens,
             temperature=0.0 if greedy else cfg.temperature, top_p=1.0 if greedy else cfg.top_p,
             top_k=0 if greedy else cfg.top_k, seed=seed, logprobs=0,
             stop=None if exact_tokens or not stop else list(stop), include_stop_str_in_output=True,
