@@ -14,10 +14,10 @@ pytestmark = pytest.mark.slow
 
 RUN_OVERRIDES = [
     "run.name=rl-test", "run.stages=[data,tiny_model,rl]",
-    "data.synth.n_train_videos=4", "data.synth.n_eval_videos=2", "data.synth.duration_s=16",
+    "data.synth.n_train_videos=4", "data.synth.n_eval_videos=2",
     "rl.steps=2", "rl.prompts_per_step=2", "rl.group_size=2", "rl.save_every=1", "rl.eval_samples=2",
     "rl.dynamic_sampling=false",  # a random model scores every trajectory alike; keep the groups anyway
-    "rl.init_from=", "rl.log_trajectories_every=1",
+    "rl.init_from=''", "rl.log_trajectories_every=1",
     "rollout.max_new_tokens=24", "rollout.max_turns=2", "rollout.eval_max_turns=2",
     "learner.ranks=1", "ray.temp_dir=/tmp/vo3rl-rlt",
 ]

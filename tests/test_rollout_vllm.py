@@ -51,8 +51,8 @@ def video(tmp_path_factory):
     return write_colour_mp4(str(tmp_path_factory.mktemp("vllm_video") / "v.mp4"), seconds=16, width=112, height=112)
 
 
-def make_sample(video, sample_id):
-    return Sample(id=sample_id, question="What colour is shown?", answer="A", video=VideoRef(video),
+def make_sample(video, sample_id, question="What colour is shown?"):
+    return Sample(id=sample_id, question=question, answer="A", video=VideoRef(video),
                   options=["A. red", "B. blue"], duration_s=16.0)
 
 
@@ -67,17 +67,22 @@ def learner_logprobs(model_dir, tokenizer, trajectories):
 
 
 def test_real_rollout_is_consistent_with_the_layout_and_the_learner(group, tokenizer, tiny_model_dir, video):
-    samples = [make_sample(video, "a"), make_sample(video + ".missing", "gone"), make_sample(video, "b")]
+    # 8 different prompts of ~330 tokens overflow one step's 2,048-token budget, so seeded requests are
+    # scheduled across steps (on CPU, prefilling one in chunks crashed vLLM: see vllm_engine.engine_args).
+    samples = [make_sample(video, f"s{i}", f"What colour is shown in part {i}?") for i in range(8)]
+    samples.insert(1, make_sample(video + ".missing", "gone"))
     trajectories = group.generate(samples, 2, mode="train")
     assert group.skipped["missing"] == 1
-    assert [(t.sample_id, t.group_index) for t in trajectories] == [("a", 0), ("a", 0), ("b", 2), ("b", 2)]
-    assert len({tuple(t.token_ids.tolist()) for t in trajectories}) == 4  # seeded, but not the same seed
+    expected = [(f"s{i}", i + (i > 0)) for i in range(8) for _ in range(2)]
+    assert [(t.sample_id, t.group_index) for t in trajectories] == expected
+    assert len({tuple(t.token_ids.tolist()) for t in trajectories}) == 16  # seeded, but not the same seed
 
     ids = tokenizer.convert_tokens_to_ids
+    by_id = {sample.id: sample for sample in samples}
     for traj in trajectories:
         # The prompt is exactly what the builder renders for this sample and its global view.
         clip = sample_clip(VideoRef(video), preset("global", **PRESETS["global"]))
-        builder = TrajectoryBuilder(tokenizer, make_sample(video, traj.sample_id), PromptTemplates())
+        builder = TrajectoryBuilder(tokenizer, by_id[traj.sample_id], PromptTemplates())
         builder.add_prompt(clip)
         prompt = builder.build().token_ids
         assert traj.token_ids[: len(prompt)].tolist() == prompt.tolist()

@@ -37,6 +37,8 @@ class LearnerWorker:
         from vo3rl.train import fsdp
         from vo3rl.train.learner import Learner
 
+        import vo3rl.rl.policy_loss  # noqa: F401  (RL's "policy" loss registers with the learner here)
+
         import torch
 
         setup_logging(log_level)

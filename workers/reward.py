@@ -16,7 +16,7 @@ import ray
 from vo3rl.rewards import RewardConfig
 
 
-@ray.remote(num_cpus=0.1)
+@ray.remote(num_cpus=0)  # scoring takes microseconds and a judge call waits on HTTP: no CPU reserved
 class RewardWorker:
     def __init__(self, cfg: dict, log_level: str = "INFO"):
         from vo3rl.log import setup_logging

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vo3rl.agent.trajectory import Role
 from vo3rl.log import get_logger
 
 log = get_logger(__name__)
@@ -44,8 +45,6 @@ class RunState:
         from vo3rl.workers.reward import RewardPool
         from vo3rl.workers.rollout import RolloutGroup
 
-        import vo3rl.rl.policy_loss  # noqa: F401  (registers the "policy" loss with the learner)
-
         cfg = recipe.rl
         out = Path(recipe.run.output_dir) / "rl"
         checkpoints = out / "checkpoints"
@@ -64,8 +63,10 @@ class RunState:
         policy = str(resume or cfg.init_from or recipe.model.path)
         log.info("RL policy from %s (%d samples)", policy, len(samples))
         start_ray(recipe.ray)
+        # The rollout workers reserve their CPUs first; the learner ranks share what is left (at least 1).
         ranks = recipe.learner.ranks
-        cpus = max(1, (recipe.ray.num_cpus or ranks) // max(1, ranks))
+        rollout_cpus = cfg.rollout_workers * recipe.rollout.worker_cpus
+        cpus = max(1, int(((recipe.ray.num_cpus or ranks + rollout_cpus) - rollout_cpus) // max(1, ranks)))
         learner = LearnerGroup(policy, recipe.learner, total_steps=max(1, cfg.steps * cfg.updates_per_batch),
                                cpus_per_rank=cpus, gpus_per_rank=cfg.learner_gpus)
         if cfg.lr is not None or cfg.warmup_ratio is not None:
@@ -87,8 +88,8 @@ class RunState:
         return state
 
     def set_behaviour_logprobs(self, trajectories: list) -> dict:
-        """Fill `old_logprobs` (learner's or rollout's) and, with KL, `ref_logprobs`; returns the
-        policy entropy over trained tokens."""
+        """Fill `old_logprobs` (learner's or rollout's) and, with KL, `ref_logprobs`; returns the policy
+        entropy and the mean |rollout - learner| log-prob gap over generated tokens."""
         logprobs, entropy = self.learner.logprobs(trajectories, with_entropy=True, loss_on="all")
         for trajectory, lp in zip(trajectories, logprobs):
             rollout_lp = trajectory.logprobs
@@ -98,11 +99,13 @@ class RunState:
             ref, _ = self.reference.logprobs(trajectories, with_entropy=False, loss_on="all")
             for trajectory, lp in zip(trajectories, ref):
                 trajectory.ref_logprobs = lp
-        trained = [ent[t.loss_mask()] for t, ent in zip(trajectories, entropy)]
-        values = np.concatenate(trained) if trained else np.zeros(0)
+        # Over every generated token (exceeded trajectories included): what the policy currently samples.
+        generated = [ent[t.roles == Role.ASSISTANT] for t, ent in zip(trajectories, entropy)]
+        values = np.concatenate(generated) if generated else np.zeros(0)
         values = values[np.isfinite(values)]
         out = {"train/entropy": float(values.mean()) if len(values) else float("nan")}
-        gaps = [np.abs(t.logprobs - lp)[t.loss_mask()] for t, lp in zip(trajectories, logprobs) if t.logprobs is not None]
+        gaps = [np.abs(t.logprobs - lp)[t.roles == Role.ASSISTANT] for t, lp in zip(trajectories, logprobs)
+                if t.logprobs is not None]
         gaps = np.concatenate(gaps) if gaps else np.zeros(0)
         gaps = gaps[np.isfinite(gaps)]
         if len(gaps):

@@ -54,6 +54,21 @@ class EngineStats:
                 "generated_tokens": self.generated_tokens, "prefix_cache_hit_rate": hit}
 
 
+def engine_args(cfg: RolloutConfig, model_path: str) -> dict:
+    """`cfg.engine_args`, plus one platform fix. vLLM 0.32 on CPU crashes ("CPU Generator does not use
+    offset") when a request with its own seed is prefilled in chunks: the token sampled for the partial
+    prefill is discarded by rewinding the request's generator, which CPU generators cannot do. So on
+    CPU with seeded sampling, prompts are prefilled whole (no chunked prefill; a step may then hold a
+    whole `max_model_len` prompt)."""
+    import torch
+
+    args = cfg.engine_args(model_path)
+    if cfg.seed is not None and not torch.cuda.is_available():
+        args["enable_chunked_prefill"] = False
+        args["max_num_batched_tokens"] = max(args.get("max_num_batched_tokens") or 0, cfg.max_model_len)
+    return args
+
+
 class VLLMEngine:
     """A vLLM engine over the HF directory `model_path`. `tokenizer` is the policy's (its ids for the
     chat markers and the video pad)."""
@@ -66,7 +81,7 @@ class VLLMEngine:
 
         self.cfg = cfg
         self.model_path = str(model_path)
-        self.engine = LLMEngine.from_engine_args(EngineArgs(**cfg.engine_args(self.model_path)))
+        self.engine = LLMEngine.from_engine_args(EngineArgs(**engine_args(cfg, self.model_path)))
         ids = tokenizer.convert_tokens_to_ids
         self.pad_id = ids("<|video_pad|>")
         self.end_ids = [ids("<|im_end|>"), ids("<|endoftext|>")]
