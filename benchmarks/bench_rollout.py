@@ -250,6 +250,8 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=4, help="trajectories per sample (G)")
     parser.add_argument("--replays", type=int, default=8, help="trajectories replayed concurrently in part 1")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="engine CPU threads (1 = a demo rollout worker: a Ray actor with one CPU)")
     parser.add_argument("--out", default="", help="write the figures as JSON here")
     args = parser.parse_args()
 
@@ -260,12 +262,13 @@ def main() -> None:
     from vo3rl.rollout.vllm_engine import VLLMEngine
     from vo3rl.video.cache import DecodeCache
 
-    results: dict = {"cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg()}
+    results: dict = {"cpus": os.cpu_count(), "engine_threads": args.threads, "load_avg_at_start": os.getloadavg()}
     recipe, model, tokenizer, data, samples = prepare(args, tempfile.mkdtemp(prefix="bench_rollout_"))
     results["model"] = model
     presets = dict(recipe.video.presets)
     cfg = RolloutConfig(max_model_len=8192, max_context=8192, reserve_tokens=512, max_new_tokens=128, max_turns=4,
-                        dtype="float32", profile_video={"num_frames": 64, "width": 224, "height": 224})
+                        dtype="float32", profile_video={"num_frames": 64, "width": 224, "height": 224},
+                        torch_threads=args.threads)
     engine, results["engine_start_s"], _ = measure(lambda: VLLMEngine(model, cfg, tokenizer))
     cache = DecodeCache()
     service = RolloutService(engine, tokenizer, cfg, presets, cache=cache)
@@ -310,7 +313,8 @@ def main() -> None:
 
 def report(r: dict) -> None:
     loop, size, gap = r["loop"], r["bytes_per_trajectory"], r["logprob_gap"]
-    print(f"\nmodel {r['model']}; engine start {r['engine_start_s']:.0f} s; {r['cpus']} CPUs, load average "
+    print(f"\nmodel {r['model']}; engine start {r['engine_start_s']:.0f} s; {r['engine_threads']} engine thread(s) "
+          f"on {r['cpus']} CPUs, load average "
           f"{r['load_avg_at_start'][0]:.1f} at start, {r['load_avg_at_end'][0]:.1f} at end; peak RSS {r['peak_rss_gib']:.2f} GiB")
     for name in ("demo", "large"):
         x = r[f"interleaving_{name}"]

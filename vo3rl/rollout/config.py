@@ -18,7 +18,10 @@ class RolloutConfig:
     own sizing, `gpu_memory_utilization` on GPUs; on CPU the env `VLLM_CPU_KVCACHE_SPACE` wins);
     `dtype` ("float32" for the tiny model so rollout and learner log-probs agree); `in_process` runs
     the engine core inside the worker's process (one process, fastest start on CPU; on GPUs set it
-    False so the engine core overlaps the episode loop's Python work). `profile_video` describes the
+    False so the engine core overlaps the episode loop's Python work). `torch_threads`: CPU threads of
+    the engine's kernels (None: the environment's; Ray gives an actor OMP_NUM_THREADS = its CPUs). More
+    threads than free cores make them wait on each other: on the shared 2-core box the same replay took
+    2.8 s or 21 s with 2 threads, 2.8-3.9 s with 1 (benchmarks/bench_rollout.py). `profile_video` describes the
     largest video a prompt may hold ({num_frames, width, height} in frames and pixels) so vLLM profiles
     and warms up with it instead of its own worst case.
 
@@ -47,6 +50,7 @@ class RolloutConfig:
     max_num_seqs: int = 256
     max_num_batched_tokens: Optional[int] = None
     in_process: bool = True
+    torch_threads: Optional[int] = None
     distributed_executor_backend: Optional[str] = None
     mm_processor_cache_gb: float = 1.0
     profile_video: dict[str, int] = field(default_factory=dict)
@@ -82,6 +86,7 @@ class RolloutConfig:
             (self.temperature >= 0 and 0 < self.top_p <= 1 and self.top_k >= 0, "temperature >= 0, 0 < top_p <= 1, top_k >= 0"),
             (self.tensor_parallel_size >= 1 and self.max_num_seqs >= 1, "tensor_parallel_size, max_num_seqs >= 1"),
             (self.tool_threads >= 0, "tool_threads must be >= 0"),
+            (self.torch_threads is None or self.torch_threads >= 1, "torch_threads must be >= 1"),
             (self.worker_cpus >= 0 and self.worker_gpus >= 0, "worker_cpus and worker_gpus must be >= 0"),
             (set(self.profile_video) <= {"num_frames", "width", "height"},
              "profile_video keys are num_frames, width, height"),

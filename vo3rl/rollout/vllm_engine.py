@@ -76,6 +76,10 @@ class VLLMEngine:
     def __init__(self, model_path: str, cfg: RolloutConfig, tokenizer):
         cfg.validate()
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if cfg.in_process else "1"
+        if cfg.torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(cfg.torch_threads)  # before vLLM's CPU worker turns it into a no-op
         from vllm.engine.arg_utils import EngineArgs
         from vllm.v1.engine.llm_engine import LLMEngine
 
