@@ -183,3 +183,24 @@ def test_data_command_synth_convert_check(tmp_path, capsys):
     # The same rows against a root without the videos: every video is reported missing, exit status 1.
     assert _data_command(["check", parquet, "--format", "verl", "--data-root", str(tmp_path), "--videos"]) == 1
     assert json.loads(capsys.readouterr().out)["videos"]["by_reason"] == {"missing": 2}
+
+
+def test_palette_order_gives_each_colour_one_letter():
+    cfg = SynthConfig(seed=5, n_train_videos=12, n_eval_videos=0, colours=["red", "green", "blue", "yellow"],
+                      option_order="palette", data_types=["single_clue_tool", "single_clue_no_tool"])
+    cfg.validate()
+    seen = 0
+    for plan in iter_plans(cfg, "train"):
+        for q in plan.questions:
+            assert q.options == ["red", "green", "blue", "yellow"]
+            assert q.options[q.answer_index] == q.clues[0].colour
+            assert all(e.colour in cfg.colours for e in plan.events)
+            seen += 1
+    assert seen >= 12
+
+
+@pytest.mark.parametrize("bad", [dict(colours=["red", "red", "blue", "green"]), dict(colours=["red", "pink", "blue", "green"]),
+                                 dict(colours=["red", "blue", "green"]), dict(option_order="sorted"), dict(regions=["middle"])])
+def test_bad_palette_knobs_are_named(bad):
+    with pytest.raises(ValueError, match="colours|option_order|regions"):
+        SynthConfig(**bad).validate()

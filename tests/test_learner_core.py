@@ -116,3 +116,18 @@ def test_bad_checkpoints_are_refused_clearly(tiny_model_dir, tokenizer, trajs, t
     (other / MARKER).write_text(json.dumps({"step": 0}))
     with pytest.raises(CheckpointError, match="another model.*hidden_size"):
         learner.load_checkpoint(other, with_optimizer=False)
+
+
+def test_vision_tower_gets_its_own_learning_rate(tiny_model_dir, tokenizer, trajs):
+    learner = _learner(tiny_model_dir, tokenizer, freeze_vision=False, vision_lr_scale=0.1)
+    groups = {g["lr_scale"]: g for g in learner.optimizer.param_groups}
+    vision = {id(p) for p in learner.model.model.visual.parameters()}
+    assert {id(p) for p in groups[0.1]["params"]} == vision
+    assert groups[1.0]["lr"] == pytest.approx(1e-3) and groups[0.1]["lr"] == pytest.approx(1e-4)
+    before = [p.detach().clone() for p in groups[0.1]["params"]]
+    learner.train_step(trajs, global_tokens=sum(int((t.roles == 1).sum()) for t in trajs))
+    assert any(not torch.equal(a, p.detach()) for a, p in zip(before, groups[0.1]["params"]))  # the tower trains
+    learner.reset_schedule(5, lr=2e-3, warmup_ratio=0.0)
+    assert groups[1.0]["lr"] == pytest.approx(2e-3) and groups[0.1]["lr"] == pytest.approx(2e-4)
+    frozen = _learner(tiny_model_dir, tokenizer)
+    assert [g["lr_scale"] for g in frozen.optimizer.param_groups] == [1.0]

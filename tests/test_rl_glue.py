@@ -74,16 +74,31 @@ def test_policy_loss_adapter_matches_the_direct_loss():
     cfg = LossConfig(name="grpo", clip_low=0.2, clip_high=0.3)
     n_tokens = int(mask.sum())
     extras = {"loss": vars(cfg), "counts": {"tokens": n_tokens, "sequences": 2}, "global_tokens": n_tokens}
-    value = learner_loss("policy")(scores, batch, trajectories, extras)
+    value, summable = learner_loss("policy")(scores, batch, trajectories, extras)
 
     logp = torch.zeros(2, 5, dtype=torch.float64)
     old = torch.zeros(2, 5, dtype=torch.float64)
     for k, (r, p) in enumerate(zip(rows.tolist(), positions.tolist())):
         logp[r, p] = new[k].detach()
         old[r, p] = float(trajectories[r].old_logprobs[p + 1])
-    direct, _ = get_policy_loss("grpo")(PolicyBatch(logp, old, torch.tensor([1.0, -2.0], dtype=torch.float64), mask),
-                                 cfg, GlobalCounts(n_tokens, 2))
+    direct, direct_metrics = get_policy_loss("grpo")(PolicyBatch(logp, old, torch.tensor([1.0, -2.0], dtype=torch.float64), mask),
+                                                   cfg, GlobalCounts(n_tokens, 2))
     assert value.item() / n_tokens == pytest.approx(direct.item())
+    assert summable["trained_tokens"] == n_tokens and summable["clipped_tokens"] == pytest.approx(direct_metrics["clip_frac"] * n_tokens)
+
+    # Split into one micro-batch per row: the summed metrics give the whole batch's figures.
+    from vo3rl.rl.policy_loss import policy_metrics
+    totals: dict = {}
+    for row in range(2):
+        keep = rows == row
+        part = TokenScores(logprobs=new.detach()[keep], entropy=None, rows=rows[keep] * 0, positions=positions[keep])
+        _, m = learner_loss("policy")(part, type("B", (), {"target_mask": mask[row : row + 1]})(), [trajectories[row]], extras)
+        for k, v in m.items():
+            totals[f"sum/{k}"] = totals.get(f"sum/{k}", 0.0) + v
+    merged = policy_metrics(totals)
+    assert merged["train/pg_loss"] == pytest.approx(direct_metrics["pg_loss"])
+    assert merged["train/clip_frac"] == pytest.approx(direct_metrics["clip_frac"])
+    assert merged["train/ratio_mean"] == pytest.approx(direct_metrics["ratio_mean"])
     value.backward()
     assert torch.isfinite(new.grad).all() and new.grad.abs().sum() > 0
     assert not math.isnan(value.item())

@@ -74,7 +74,16 @@ def sft_stage(recipe: Recipe) -> dict:
 def rl_stage(recipe: Recipe) -> dict:
     from vo3rl.rl.driver import train
 
-    return train(recipe)
+    summary = train(recipe)
+    keep = {"steps": summary["steps"], "checkpoint": summary["checkpoint"]}
+    for when in ("before", "after"):
+        for key in ("accuracy", "format", "total", "tool_calls"):
+            if f"eval/{key}" in summary.get(when, {}):
+                keep[f"{when}_{key}"] = round(summary[when][f"eval/{key}"], 3)
+    rewards = summary["reward_by_step"]
+    if rewards:
+        keep["train_reward_first_last"] = f"{rewards[0]:.3f}->{rewards[-1]:.3f}"
+    return keep
 
 
 @stage("eval")
@@ -92,16 +101,21 @@ def eval_stage(recipe: Recipe) -> dict:
                                     if k in ("eval/accuracy", "eval/format", "eval/total", "eval/n")}}
 
 
-def run_pipeline(recipe: Recipe) -> list[tuple[str, float, dict]]:
-    """Run every stage of `recipe.run.stages`; returns (stage, seconds, summary) per stage."""
+def run_pipeline(recipe: Recipe, memory=None) -> list[tuple[str, float, dict]]:
+    """Run every stage of `recipe.run.stages`; returns (stage, seconds, summary) per stage. With a
+    running `vo3rl.memory.PeakMemory`, each summary also holds the stage's peak memory (GiB)."""
     results = []
     for name in recipe.run.stages:
         if name not in STAGES:
             raise StageUnavailable(f"stage '{name}' is not implemented in this version")
         log.info("stage %s: start", name)
+        if memory is not None:
+            memory.take()  # the stage's peak starts now
         start = time.perf_counter()
         summary = STAGES[name](recipe)
         seconds = time.perf_counter() - start
+        if memory is not None:
+            summary = {**summary, **memory.take()}
         log.info("stage %s: done in %.1f s", name, seconds)
         results.append((name, seconds, summary))
     return results

@@ -135,8 +135,8 @@ class LearnerGroup:
         results = ray.get([w.train_step.remote(share, global_tokens, loss, loss_on, use_tdam, extras)
                            for w, share in zip(self.workers, shares)])
         merged = dict(results[0])
-        for key in ("loss", "tokens", "padded_tokens"):
-            merged[key] = sum(r[key] for r in results)
+        for key in {"loss", "tokens", "padded_tokens"} | {k for r in results for k in r if k.startswith("sum/")}:
+            merged[key] = sum(r.get(key, 0.0) for r in results)
         merged["seconds"] = max(r["seconds"] for r in results)
         merged["trained_tokens"] = global_tokens
         return merged

@@ -18,11 +18,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from vo3rl.commands.common import recipe_from_args
+    from vo3rl.memory import PeakMemory
     from vo3rl.pipeline import StageUnavailable, run_pipeline
 
     recipe = recipe_from_args(args)
     try:
-        results = run_pipeline(recipe)
+        with PeakMemory() as memory:
+            results = run_pipeline(recipe, memory)
     except StageUnavailable as exc:
         print(f"vo3rl run: error: {exc}", file=sys.stderr)
         return 2
@@ -32,5 +34,8 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("result")
     for name, seconds, summary in results:
         table.add_row(name, f"{seconds:.1f}", ", ".join(f"{k}={v}" for k, v in summary.items()))
+    peak = memory.overall()
+    table.caption = (f"total {sum(seconds for _, seconds, _ in results):.1f} s; peak memory of the run's processes "
+                     f"{peak['peak_pss_gib']} GiB PSS ({peak['peak_rss_gib']} GiB RSS summed)")
     Console(stderr=False).print(table)
     return 0

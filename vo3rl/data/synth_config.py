@@ -16,6 +16,18 @@ CLUE_DATA_TYPES: tuple[str, ...] = (
 QUESTION_STYLES = ("time", "scene")
 EVENT_SHAPES = ("box", "disc")
 SFT_PROTOCOLS = ("video_o3", "open_o3")
+OPTION_ORDERS = ("shuffled", "palette")
+# Bright evidence colours, RGB; far from each other and from the dull scene backgrounds.
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (230, 30, 30), "green": (30, 190, 40), "blue": (40, 80, 240), "yellow": (240, 225, 40),
+    "magenta": (225, 40, 215), "cyan": (40, 215, 225), "white": (245, 245, 245), "orange": (250, 140, 20),
+}
+# Region -> (normalised box, axis). Regions on one axis are disjoint; a scene uses one axis.
+REGIONS: dict[str, tuple[tuple[float, float, float, float], str]] = {
+    "left half": ((0.0, 0.0, 0.5, 1.0), "vertical"), "right half": ((0.5, 0.0, 1.0, 1.0), "vertical"),
+    "top half": ((0.0, 0.0, 1.0, 0.5), "horizontal"), "bottom half": ((0.0, 0.5, 1.0, 1.0), "horizontal"),
+    "whole screen": ((0.0, 0.0, 1.0, 1.0), "whole"),
+}
 
 
 @dataclass
@@ -51,6 +63,9 @@ class SynthConfig:
     event_shape: str = "box"
     n_distractors: int = 2  # per question
     n_options: int = 4
+    colours: list[str] = field(default_factory=lambda: list(COLOURS))  # the evidence palette, a subset of COLOURS
+    regions: list[str] = field(default_factory=lambda: list(REGIONS))  # where evidence may appear
+    option_order: str = "shuffled"  # or "palette": options sorted by palette place (a learnable letter for tiny models)
     multi_clues: int = 2
     data_types: list[str] = field(default_factory=lambda: list(CLUE_DATA_TYPES))
     include_grounding: bool = False  # add temporal-grounding questions to the mix
@@ -73,6 +88,13 @@ class SynthConfig:
             (0 < self.event_size <= 1, "event_size must be in (0, 1]"),
             (self.event_shape in EVENT_SHAPES, f"event_shape must be one of {EVENT_SHAPES}"),
             (2 <= self.n_options <= 8, "n_options must be in [2, 8]"),
+            (len(set(self.colours)) == len(self.colours) and set(self.colours) <= set(COLOURS),
+             f"colours must be distinct names from {tuple(COLOURS)}"),
+            (len(self.colours) >= max(self.n_options, self.multi_clues + 1),
+             "colours must hold at least max(n_options, multi_clues + 1) names"),
+            (bool(self.regions) and len(set(self.regions)) == len(self.regions) and set(self.regions) <= set(REGIONS),
+             f"regions must be distinct names from {tuple(REGIONS)}"),
+            (self.option_order in OPTION_ORDERS, f"option_order must be one of {OPTION_ORDERS}"),
             (self.multi_clues >= 2, "multi_clues must be >= 2"),
             (self.n_distractors >= 0, "n_distractors must be >= 0"),
             (self.question_style in QUESTION_STYLES, f"question_style must be one of {QUESTION_STYLES}"),

@@ -16,25 +16,15 @@ from itertools import permutations
 import numpy as np
 
 from vo3rl.data.schema import DataType
-from vo3rl.data.synth_config import SynthConfig
+from vo3rl.data.synth_config import COLOURS, REGIONS, SynthConfig
 from vo3rl.video.budgets import crop_spec
 from vo3rl.video.timeline import select_frames
 from vo3rl.video.types import SamplingSpec
 
-# Bright evidence colours and dull scene backgrounds, RGB; far apart so compression cannot confuse them.
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (230, 30, 30), "green": (30, 190, 40), "blue": (40, 80, 240), "yellow": (240, 225, 40),
-    "magenta": (225, 40, 215), "cyan": (40, 215, 225), "white": (245, 245, 245), "orange": (250, 140, 20),
-}
+# Dull scene backgrounds, RGB; far from the evidence COLOURS so compression cannot confuse them.
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "navy": (20, 24, 72), "olive": (62, 62, 16), "maroon": (74, 16, 22), "teal": (14, 62, 62), "purple": (52, 22, 66),
     "brown": (72, 46, 18), "slate": (50, 56, 64), "forest": (16, 56, 28), "plum": (62, 30, 46), "black": (8, 8, 8),
-}
-# Region -> (normalised box, axis). Regions on one axis are disjoint; a scene uses one axis.
-REGIONS: dict[str, tuple[tuple[float, float, float, float], str]] = {
-    "left half": ((0.0, 0.0, 0.5, 1.0), "vertical"), "right half": ((0.5, 0.0, 1.0, 1.0), "vertical"),
-    "top half": ((0.0, 0.0, 1.0, 0.5), "horizontal"), "bottom half": ((0.0, 0.5, 1.0, 1.0), "horizontal"),
-    "whole screen": ((0.0, 0.0, 1.0, 1.0), "whole"),
 }
 TOOL_TYPES = (DataType.SINGLE_CLUE_TOOL, DataType.MULTI_CLUE_TOOL)
 MULTI_TYPES = (DataType.MULTI_CLUE_TOOL, DataType.MULTI_CLUE_NO_TOOL)
@@ -154,8 +144,7 @@ def _scenes(n_frames: int, fps: int, cfg: SynthConfig, rng: np.random.Generator)
     return [Scene(i, i * per_scene, (i + 1) * per_scene if i < count - 1 else n_frames, names[order[i % len(names)]]) for i in range(count)]
 
 
-def _wrong_options(answer: tuple[str, ...], n: int, rng: np.random.Generator) -> list[tuple[str, ...]]:
-    colours = list(COLOURS)
+def _wrong_options(answer: tuple[str, ...], n: int, colours: list[str], rng: np.random.Generator) -> list[tuple[str, ...]]:
     pool: set[tuple[str, ...]] = set()
     if len(answer) > 1:
         pool.update(p for p in permutations(answer) if p != answer)
@@ -168,9 +157,15 @@ def _wrong_options(answer: tuple[str, ...], n: int, rng: np.random.Generator) ->
     return [ordered[i] for i in sorted(picks)]
 
 
+def _palette_order(texts: list[tuple[str, ...]], palette: list[str]) -> np.ndarray:
+    """Options sorted by their colours' places in the palette: with as many palette colours as
+    options, a single-clue question's letter then names one colour in every question."""
+    return np.array(sorted(range(len(texts)), key=lambda i: [palette.index(c) for c in texts[i]]))
+
+
 def _question(placer: _Placer, data_type: DataType) -> QuestionPlan | None:
     cfg, rng, plan = placer.cfg, placer.rng, placer.plan
-    region = str(rng.choice(list(REGIONS)))
+    region = str(rng.choice(cfg.regions))
     k = cfg.multi_clues if data_type in MULTI_TYPES else 1
     free = [s.index for s in plan.scenes if placer.region_free(s.index, region)]
     if len(free) < k:
@@ -178,24 +173,24 @@ def _question(placer: _Placer, data_type: DataType) -> QuestionPlan | None:
     scenes = sorted(int(s) for s in rng.choice(free, size=k, replace=False))
     brief = data_type in TOOL_TYPES
     if data_type is DataType.TEMPORAL_GROUNDING:
-        choices = [c for c in COLOURS if (c, region) not in placer.pairs_seen]
+        choices = [c for c in cfg.colours if (c, region) not in placer.pairs_seen]
         colours = (str(rng.choice(choices)),) if choices else ()
     else:
-        colours = tuple(str(c) for c in rng.choice(list(COLOURS), size=k, replace=False))
+        colours = tuple(str(c) for c in rng.choice(cfg.colours, size=k, replace=False))
     clues = [placer.place(s, region, c, brief) for s, c in zip(scenes, colours)]
     if len(clues) != k or any(e is None for e in clues):
         return None  # events placed before the failure stay as harmless extra events
     question = QuestionPlan(data_type, region, clues)
     if data_type is DataType.TEMPORAL_GROUNDING:
         placer.unique_pairs.add((colours[0], region))
-        wrong_colours = [c for c in COLOURS if c != colours[0]]
+        wrong_colours = [c for c in cfg.colours if c != colours[0]]
     else:
-        wrong = _wrong_options(colours, cfg.n_options - 1, rng)
+        wrong = _wrong_options(colours, cfg.n_options - 1, cfg.colours, rng)
         texts = [colours, *wrong]
-        order = rng.permutation(len(texts))
+        order = rng.permutation(len(texts)) if cfg.option_order == "shuffled" else _palette_order(texts, cfg.colours)
         question.options = [", then ".join(texts[i]) for i in order]
         question.answer_index = int(np.flatnonzero(order == 0)[0])
-        wrong_colours = [c for option in wrong for c in option if c not in colours] or [c for c in COLOURS if c not in colours]
+        wrong_colours = [c for option in wrong for c in option if c not in colours] or [c for c in cfg.colours if c not in colours]
     _distractors(placer, question, wrong_colours, brief)
     return question
 
@@ -206,7 +201,7 @@ def _distractors(placer: _Placer, question: QuestionPlan, colours: list[str], br
     cfg, rng, plan = placer.cfg, placer.rng, placer.plan
     clue_scenes = {e.scene for e in question.clues}
     axis = REGIONS[question.region][1]
-    siblings = [r for r, (_, a) in REGIONS.items() if a == axis and r != question.region]
+    siblings = [r for r in cfg.regions if REGIONS[r][1] == axis and r != question.region]
     for i in range(cfg.n_distractors):
         colour = colours[i % len(colours)]
         options = [(s.index, question.region) for s in plan.scenes if s.index not in clue_scenes]

@@ -26,6 +26,7 @@ import numpy as np
 from vo3rl.log import get_logger, progress
 from vo3rl.rl.advantages import get_advantage
 from vo3rl.rl.groups import form_groups, prompts_for
+from vo3rl.rl.policy_loss import policy_metrics
 from vo3rl.rl.run_state import RunState, save_step
 from vo3rl.rl.sampling import DynamicBatch
 from vo3rl.rl.step_metrics import rollout_metrics, throughput
@@ -74,7 +75,8 @@ def rl_step(step: int, state: RunState) -> dict:
             update = state.learner.train_step(trained, loss="policy", loss_on="assistant", use_tdam=cfg.use_tdam,
                                               extras=state.loss_extras(trained))
         timings["update"] = time.perf_counter() - start
-        metrics.update({f"train/{k}": v for k, v in update.items() if isinstance(v, (int, float))})
+        metrics.update({f"train/{k}": v for k, v in update.items() if isinstance(v, (int, float)) and not k.startswith("sum/")})
+        metrics.update(policy_metrics(update))
         metrics["train/advantage_abs"] = float(np.mean(np.abs([t.advantage for t in trained])))
         start = time.perf_counter()
         state.rollout.update_weights(state.learner.export_weights())
@@ -90,7 +92,7 @@ def train(recipe) -> dict:
     """The RL stage of `recipe`; resumes from the newest complete checkpoint when `rl.resume`."""
     state = RunState.open(recipe)
     cfg = state.cfg
-    summary = {}
+    summary = {"reward_by_step": [], "accuracy_by_step": []}
     try:
         if state.step == 0 and state.eval_samples:
             summary["before"] = state.evaluate()
@@ -100,6 +102,8 @@ def train(recipe) -> dict:
             metrics = rl_step(step, state)
             metrics["time/step_s"] = time.perf_counter() - start
             state.metrics.log(metrics, step=step + 1)
+            summary["reward_by_step"].append(round(metrics.get("reward/total", float("nan")), 4))
+            summary["accuracy_by_step"].append(round(metrics.get("reward/accuracy", float("nan")), 4))
             log.info("step %d/%d reward %.3f acc %.3f kept %d groups (%.0f s)", step + 1, cfg.steps,
                      metrics.get("reward/total", float("nan")), metrics.get("reward/accuracy", float("nan")),
                      metrics.get("batch/groups_kept", 0), metrics["time/step_s"])

@@ -28,9 +28,9 @@ def _per_target(trajectories, field: str, rows: torch.Tensor, positions: torch.T
 
 
 @register_loss("policy")
-def policy_loss(scores, batch, trajectories, extras: dict) -> torch.Tensor:
+def policy_loss(scores, batch, trajectories, extras: dict) -> tuple[torch.Tensor, dict[str, float]]:
     """This micro-batch's share of the global policy loss, times the global token count (the learner
-    divides every loss by that count)."""
+    divides every loss by that count), and its summable metrics (see `policy_metrics`)."""
     cfg = LossConfig(**extras["loss"])
     counts = GlobalCounts(**extras["counts"])
     mask = batch.target_mask
@@ -41,5 +41,23 @@ def policy_loss(scores, batch, trajectories, extras: dict) -> torch.Tensor:
     if cfg.kl_coef:
         ref = _per_target(trajectories, "ref_logprobs", scores.rows, scores.positions, logp.detach())
     advantages = torch.tensor([t.advantage for t in trajectories], dtype=logp.dtype, device=logp.device)
-    share, _ = get_policy_loss(cfg.name)(PolicyBatch(logp, old, advantages, mask, ref), cfg, counts)
-    return share * extras["global_tokens"]
+    share, metrics = get_policy_loss(cfg.name)(PolicyBatch(logp, old, advantages, mask, ref), cfg, counts)
+    tokens = metrics["trained_tokens"]
+    summable = {"pg_loss": metrics["pg_loss"], "trained_tokens": tokens,
+                "clipped_tokens": metrics["clip_frac"] * tokens, "ratio_sum": metrics["ratio_mean"] * tokens}
+    if "kl" in metrics:
+        summable["kl"] = metrics["kl"]
+    return share * extras["global_tokens"], summable
+
+
+def policy_metrics(update: dict) -> dict[str, float]:
+    """The global batch's policy-loss figures from a train step's summed `sum/…` metrics: the loss
+    and KL terms (shares of the global mean, so their sum is the global value), the fraction of
+    trained tokens whose ratio was clipped, and the mean ratio (per trained token)."""
+    tokens = max(update.get("sum/trained_tokens", 0.0), 1.0)
+    out = {"train/pg_loss": update.get("sum/pg_loss", float("nan")),
+           "train/clip_frac": update.get("sum/clipped_tokens", float("nan")) / tokens,
+           "train/ratio_mean": update.get("sum/ratio_sum", float("nan")) / tokens}
+    if "sum/kl" in update:
+        out["train/kl"] = update["sum/kl"]
+    return out

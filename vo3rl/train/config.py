@@ -26,6 +26,7 @@ class LearnerConfig:
     min_lr_ratio: float = 0.0
     grad_clip: float = 1.0
     freeze_vision: bool = True
+    vision_lr_scale: float = 1.0  # a trainable vision tower steps at lr x this
     grad_ckpt: bool = False
     tdam_ratio: float = 0.0
     dtype: str = "auto"
@@ -36,6 +37,8 @@ class LearnerConfig:
     def validate(self) -> None:
         if self.ranks < 1:
             raise ValueError(f"learner.ranks must be >= 1, got {self.ranks}")
+        if self.vision_lr_scale <= 0:
+            raise ValueError(f"learner.vision_lr_scale must be > 0, got {self.vision_lr_scale}")
         if self.micro_batch_tokens < 1:
             raise ValueError("learner.micro_batch_tokens must be >= 1")
         if not 0.0 <= self.tdam_ratio <= 1.0:

@@ -20,7 +20,7 @@ from vo3rl.train import fsdp
 from vo3rl.train.batch import Batch, build_batch, micro_batches
 from vo3rl.train.config import LearnerConfig
 from vo3rl.train.forward import install_scoring, score_targets
-from vo3rl.train.losses import get_loss
+from vo3rl.train.losses import get_loss, split_loss_output
 from vo3rl.train.schedule import make_scheduler
 from vo3rl.train.vision import VideoMaterialiser
 
@@ -74,8 +74,12 @@ class Learner:
             fsdp.shard_policy(model, self.device.type, self.bf16)
         install_scoring(model)
         self.model = model
-        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                           betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
+        vision = {id(p) for p in model.model.visual.parameters()}
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in vision], "lr_scale": 1.0},
+                  {"params": [p for p in model.parameters() if p.requires_grad and id(p) in vision], "lr_scale": cfg.vision_lr_scale}]
+        groups = [dict(g, lr=cfg.lr * g["lr_scale"]) for g in groups if g["params"]]
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
+                                           weight_decay=cfg.weight_decay)
         self.scheduler = make_scheduler(self.optimizer, total_steps, cfg.warmup_ratio, cfg.min_lr_ratio)
         self.tokenizer = tokenizer or _load_tokenizer(self.model_path, build_tokenizer)
         self.pad_id = self.tokenizer.pad_token_id
@@ -87,7 +91,7 @@ class Learner:
     def reset_schedule(self, total_steps: int, lr: float | None = None, warmup_ratio: float | None = None) -> None:
         """Start a new cosine schedule (a new SFT stage): peak `lr`, `total_steps` optimizer steps."""
         for group in self.optimizer.param_groups:
-            group["lr"] = group["initial_lr"] = lr if lr is not None else self.cfg.lr
+            group["lr"] = group["initial_lr"] = (lr if lr is not None else self.cfg.lr) * group["lr_scale"]
         ratio = self.cfg.warmup_ratio if warmup_ratio is None else warmup_ratio
         self.scheduler = make_scheduler(self.optimizer, total_steps, ratio, self.cfg.min_lr_ratio)
 
@@ -146,7 +150,7 @@ class Learner:
         self.model.train()
         start = time.perf_counter()
         scale = self.world_size / max(1, global_tokens)
-        total, tokens, padded = 0.0, 0, 0
+        total, tokens, padded, sums = 0.0, 0, 0, {}
         n_micro = len(micro_batches([len(t) for t in trajectories], self.cfg.micro_batch_tokens))
         n_calls = fsdp.max_over_ranks(n_micro)
         for index in range(n_calls - n_micro):  # this rank has fewer micro-batches than another
@@ -157,13 +161,15 @@ class Learner:
             self._gradient_sync(index == n_micro - 1)
             with self._autocast():
                 scores = score_targets(self.model, batch, False, self.cfg.lm_head_chunk)
-                value = loss_fn(scores, batch, chosen, extras or {})
+                value, loss_metrics = split_loss_output(loss_fn(scores, batch, chosen, extras or {}))
             (value * scale).backward()
+            for key, amount in loss_metrics.items():
+                sums[f"sum/{key}"] = sums.get(f"sum/{key}", 0.0) + float(amount)
             total += float(value.detach()) / max(1, global_tokens)
             tokens += sum(batch.lengths)
             padded += batch.input_ids.numel()
         metrics = {"loss": total, "tokens": tokens, "padded_tokens": padded, "tdam": float(use_tdam),
-                   "lr": self.optimizer.param_groups[0]["lr"]}
+                   "lr": self.optimizer.param_groups[0]["lr"], **sums}
         if step_optimizer:
             metrics["grad_norm"] = self._clip_and_step()
         metrics["seconds"] = time.perf_counter() - start

@@ -1,6 +1,9 @@
 """Losses the learner can step with, by name. A loss returns the SUM over its scored tokens; the
 learner divides by the token count of the whole global batch, so the gradient does not depend on how
-the batch was split over ranks and micro-batches. RL losses register themselves here too."""
+the batch was split over ranks and micro-batches. RL losses register themselves here too.
+
+A loss may also return `(sum, metrics)`: metrics whose values ADD across micro-batches and ranks
+(counts, sums, shares of a global mean); the learner reports their totals as `sum/<name>`."""
 from __future__ import annotations
 
 from typing import Callable, Protocol
@@ -12,7 +15,13 @@ from vo3rl.train.forward import TokenScores
 
 
 class Loss(Protocol):
-    def __call__(self, scores: TokenScores, batch: Batch, trajectories: list, extras: dict) -> torch.Tensor: ...
+    def __call__(self, scores: TokenScores, batch: Batch, trajectories: list,
+                 extras: dict) -> torch.Tensor | tuple[torch.Tensor, dict[str, float]]: ...
+
+
+def split_loss_output(output) -> tuple[torch.Tensor, dict[str, float]]:
+    """(loss sum, summable metrics) from what a `Loss` returned."""
+    return output if isinstance(output, tuple) else (output, {})
 
 
 LOSSES: dict[str, Loss] = {}
