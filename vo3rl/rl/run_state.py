@@ -90,16 +90,18 @@ class RunState:
     def set_behaviour_logprobs(self, trajectories: list) -> dict:
         """Fill `old_logprobs` (learner's or rollout's) and, with KL, `ref_logprobs`; returns the policy
         entropy and the mean |rollout - learner| log-prob gap over generated tokens."""
-        logprobs, entropy = self.learner.logprobs(trajectories, with_entropy=True, loss_on="all")
+        # Only the trained (assistant) tokens: the loss, the KL and these metrics read nothing else, and the
+        # full-vocabulary head over every prompt and vision position cost ~6x the update itself.
+        logprobs, entropy = self.learner.logprobs(trajectories, with_entropy=True, loss_on="assistant")
         for trajectory, lp in zip(trajectories, logprobs):
             rollout_lp = trajectory.logprobs
             use_rollout = self.cfg.old_logprobs == "rollout" and rollout_lp is not None
             trajectory.old_logprobs = rollout_lp if use_rollout else lp
         if self.reference is not None:
-            ref, _ = self.reference.logprobs(trajectories, with_entropy=False, loss_on="all")
+            ref, _ = self.reference.logprobs(trajectories, with_entropy=False, loss_on="assistant")
             for trajectory, lp in zip(trajectories, ref):
                 trajectory.ref_logprobs = lp
-        # Over every generated token (exceeded trajectories included): what the policy currently samples.
+        # Over the generated tokens the update trains on (an exceeded trajectory has none).
         generated = [ent[t.roles == Role.ASSISTANT] for t, ent in zip(trajectories, entropy)]
         values = np.concatenate(generated) if generated else np.zeros(0)
         values = values[np.isfinite(values)]
