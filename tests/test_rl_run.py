@@ -69,4 +69,6 @@ def test_rl_runs_checkpoints_and_resumes_after_kill(tmp_path):
     assert "train/entropy" in last or last["rollout/exceeded_rate"] == 1.0
     summary = json.loads((tmp_path / "run" / "rl" / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["after"]["eval/n"] == 2
+    episodes = (tmp_path / "run" / "rl" / "eval" / "step_000002.jsonl").read_text().splitlines()
+    assert len(episodes) == 2 and "accuracy" in json.loads(episodes[0])["components"]
     assert list((tmp_path / "run" / "rl").glob("wandb/offline-run-*"))

@@ -81,8 +81,8 @@ def video(tmp_path_factory):
     return write_colour_mp4(str(tmp_path_factory.mktemp("rollout_video") / "v.mp4"), seconds=10, width=56, height=56)
 
 
-def make_sample(video, sample_id="s1", **kw):
-    return Sample(id=sample_id, question="What colour is shown?", answer="A", video=VideoRef(video),
+def make_sample(video, sample_id="s1", answer="A", **kw):
+    return Sample(id=sample_id, question="What colour is shown?", answer=answer, video=VideoRef(video),
                   options=["A. red", "B. blue"], duration_s=10.0, **kw)
 
 
@@ -214,3 +214,22 @@ def test_config_checks_and_engine_args():
     assert args["kv_cache_memory_bytes"] == 512 * 2**20
     assert args["limit_mm_per_prompt"]["video"] == {"count": 12, "num_frames": 16}
     assert math.isclose(args["gpu_memory_utilization"], 0.85) and args["enable_prefix_caching"]
+
+
+def test_greedy_eval_scores_writes_every_episode_and_skips_bad_videos(tokenizer, video, tmp_path):
+    import json
+
+    from vo3rl.train.greedy_eval import evaluate_episodes
+
+    engine = ScriptedEngine(tokenizer, lambda key, request: CALL if len(request.clips) == 1 else ANSWER)
+    samples = [make_sample(video, "good"), make_sample(str(tmp_path / "gone.mp4"), "gone"),
+               make_sample(video, "wrong", answer="B")]
+    loop = LoopConfig(max_turns=4, sampling=PRESETS)
+    metrics = evaluate_episodes(engine, samples, tokenizer, loop, cache=DecodeCache(),
+                                episodes_path=tmp_path / "episodes.jsonl")
+    assert metrics["n"] == 2 and sum(metrics["skipped"].values()) == 1
+    assert metrics["accuracy"] == 0.5 and metrics["format"] == 1.0 and metrics["tool_calls"] == 1.0
+    episodes = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
+    assert [e["sample"] for e in episodes] == ["good", "wrong"]
+    assert [e["components"]["accuracy"] for e in episodes] == [1.0, 0.0]
+    assert episodes[0]["turns"] == [CALL, ANSWER] and episodes[0]["tool_calls"] == 1

@@ -98,7 +98,8 @@ def run_sft(recipe) -> dict:
 
     if cfg.gen_eval:
         before = cfg.gen_eval_samples_before if cfg.gen_eval_samples_before >= 0 else cfg.gen_eval_samples
-        summary["before"] = generation_eval(recipe, recipe.model.path, tokenizer, cache, before)
+        summary["before"] = generation_eval(recipe, recipe.model.path, tokenizer, cache, before,
+                                            out / "gen_eval_before.jsonl")
     learner = _make_learner(recipe, steps[0], tokenizer)
     metrics_log = MetricsLog(out / "metrics.jsonl", open_wandb(recipe, out, job_type="sft"))
     start_stage, start_step, global_step = 0, 0, 0
@@ -150,7 +151,8 @@ def run_sft(recipe) -> dict:
     summary["checkpoint"] = str(last_path or resume)
     learner.shutdown()
     if cfg.gen_eval and last_path is not None:
-        summary["after"] = generation_eval(recipe, last_path, tokenizer, cache, cfg.gen_eval_samples)
+        summary["after"] = generation_eval(recipe, last_path, tokenizer, cache, cfg.gen_eval_samples,
+                                           out / "gen_eval_after.jsonl")
     if metrics_log.wandb is not None:
         metrics_log.wandb.summary.update({f"gen/{when}_{k}": summary[when][k] for when in ("before", "after")
                                           if when in summary for k in ("format", "accuracy")})
@@ -159,8 +161,9 @@ def run_sft(recipe) -> dict:
     return summary
 
 
-def generation_eval(recipe, model_dir, tokenizer, cache, n_samples: int) -> dict:
-    """Greedy Video-o3 episodes on `sft.gen_eval_file` with the model in `model_dir`, scored."""
+def generation_eval(recipe, model_dir, tokenizer, cache, n_samples: int, episodes_path=None) -> dict:
+    """Greedy Video-o3 episodes on `sft.gen_eval_file` with the model in `model_dir`, scored; every
+    episode is written to `episodes_path` (JSONL) when given."""
     import itertools
 
     import torch
@@ -184,6 +187,7 @@ def generation_eval(recipe, model_dir, tokenizer, cache, n_samples: int) -> dict
     loop = LoopConfig(max_turns=cfg.gen_max_turns, max_new_tokens=cfg.gen_max_new_tokens,
                       max_context=cfg.max_length + cfg.gen_max_new_tokens, reserve_tokens=0,
                       sampling=dict(recipe.video.presets))
-    result = evaluate_episodes(engine, samples, tokenizer, loop, cache=cache, desc=f"gen eval {Path(model_dir).name}")
+    result = evaluate_episodes(engine, samples, tokenizer, loop, cache=cache, desc=f"gen eval {Path(model_dir).name}",
+                                episodes_path=episodes_path)
     result["reader_skips"] = skips.as_dict()
     return result

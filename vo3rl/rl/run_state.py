@@ -130,9 +130,11 @@ class RunState:
             self.metrics.table("trajectories", trajectory_table(trajectories[:8], results[:8]), step=step + 1)
 
     def evaluate(self) -> dict:
+        """Greedy episodes on the eval split; each one is kept in `eval/step_<n>.jsonl`."""
         from vo3rl.evaluation import evaluate
 
-        return evaluate(self.rollout, self.rewards, self.eval_samples)
+        return evaluate(self.rollout, self.rewards, self.eval_samples,
+                        self.out / "eval" / f"step_{self.step:06d}.jsonl")
 
     def close(self) -> None:
         self.metrics.close()

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from pathlib import Path
 
+from vo3rl.evaluation import episode_record, write_episodes
 from vo3rl.log import get_logger, progress
 from vo3rl.rewards import RewardConfig, score
 from vo3rl.rollout_loop import LoopConfig, safe_episode
@@ -12,11 +14,12 @@ log = get_logger(__name__)
 
 
 def evaluate_episodes(engine, samples, tokenizer, loop: LoopConfig, reward: RewardConfig | None = None,
-                      cache=None, desc: str = "eval") -> dict:
+                      cache=None, desc: str = "eval", episodes_path: str | Path | None = None) -> dict:
     """Mean format reward, accuracy, turns, tool calls and exceeded rate over `samples`; unreadable
-    videos are skipped and counted (`skipped`). `examples` keeps the first two episodes' texts."""
+    videos are skipped and counted (`skipped`). `examples` keeps the first two episodes' texts;
+    `episodes_path`, if given, receives every episode (texts, reward components, errors) as JSONL."""
     reward = reward or RewardConfig(protocol="video_o3")
-    totals, skipped, examples = Counter(), Counter(), []
+    totals, skipped, records = Counter(), Counter(), []
     n = 0
     start = time.perf_counter()
     for sample in progress(samples, desc=desc, unit="sample"):
@@ -32,9 +35,11 @@ def evaluate_episodes(engine, samples, tokenizer, loop: LoopConfig, reward: Rewa
         totals["turns"] += traj.turns
         totals["tool_calls"] += len(traj.tool_calls)
         totals["exceeded"] += float(traj.exceeded)
-        if len(examples) < 2:
-            examples.append({"sample": sample.id, "answer": sample.answer, "turns": traj.assistant_texts})
+        records.append(episode_record(sample, traj, result))
+    if episodes_path:
+        write_episodes(episodes_path, records)
     metrics = {key: totals[key] / n if n else 0.0 for key in ("format", "accuracy", "reward", "turns", "tool_calls", "exceeded")}
+    examples = [{key: record[key] for key in ("sample", "answer", "turns")} for record in records[:2]]
     metrics.update(n=n, skipped=dict(skipped), seconds=time.perf_counter() - start, examples=examples)
     log.info("%s: format %.3f accuracy %.3f over %d samples (%.0f s)", desc, metrics["format"],
              metrics["accuracy"], n, metrics["seconds"])
