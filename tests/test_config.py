@@ -61,6 +61,7 @@ def test_overrides_win_and_are_typed(recipe_file):
         (["wandb.mode=sometimes"], "wandb.mode"),
         (["model.tiny.text_hidden=65"], "model.tiny"),
         (["seed"], "not of the form key.path=value"),
+        (["rl.old_logprobs=on_policy", "rl.updates_per_batch=2"], "on_policy needs updates_per_batch: 1"),
     ],
 )
 def test_bad_overrides_are_rejected(recipe_file, override, fragment):

@@ -131,3 +131,36 @@ def test_vision_tower_gets_its_own_learning_rate(tiny_model_dir, tokenizer, traj
     assert groups[1.0]["lr"] == pytest.approx(2e-3) and groups[0.1]["lr"] == pytest.approx(2e-4)
     frozen = _learner(tiny_model_dir, tokenizer)
     assert [g["lr_scale"] for g in frozen.optimizer.param_groups] == [1.0]
+
+
+def test_on_policy_update_equals_the_recomputed_behaviour_update(tiny_model_dir, tokenizer, trajs):
+    """`old_logprobs: on_policy` (the update's own detached log-probs) trains exactly like a separate
+    learner recomputation of the behaviour log-probs before the update."""
+    import copy
+    from dataclasses import asdict
+
+    import vo3rl.rl.policy_loss  # noqa: F401  (registers the "policy" loss)
+    from vo3rl.rl.losses import LossConfig
+    from vo3rl.rl.policy_loss import policy_metrics
+
+    batch = [copy.copy(t) for t in trajs]
+    for t, advantage in zip(batch, (1.0, -0.5)):
+        t.advantage = advantage
+    tokens = sum(int(t.loss_mask().sum()) for t in batch)
+    extras = {"loss": asdict(LossConfig()), "counts": {"tokens": tokens, "sequences": 2}, "global_tokens": tokens}
+    weights, metrics = [], []
+    for on_policy in (False, True):
+        learner = _learner(tiny_model_dir, tokenizer, lr=1e-2)
+        if not on_policy:
+            old, _ = learner.logprobs(batch, with_entropy=False, loss_on="assistant")
+            for t, lp in zip(batch, old):
+                t.old_logprobs = lp
+        update = learner.train_step(batch, tokens, loss="policy", loss_on="assistant",
+                                    extras={**extras, "on_policy": on_policy, "with_entropy": on_policy})
+        weights.append(learner.model.model.language_model.layers[0].mlp.up_proj.weight.detach().clone())
+        metrics.append(policy_metrics(update))
+    assert metrics[1]["train/ratio_mean"] == pytest.approx(1.0) and metrics[1]["train/clip_frac"] == 0.0
+    assert metrics[0]["train/pg_loss"] == pytest.approx(metrics[1]["train/pg_loss"], abs=1e-6)
+    assert 0.0 < metrics[1]["train/entropy"] < np.log(len(tokenizer)) and "train/entropy" not in metrics[0]
+    assert not torch.equal(weights[0], _learner(tiny_model_dir, tokenizer).model.model.language_model.layers[0].mlp.up_proj.weight)
+    assert torch.allclose(weights[0], weights[1], atol=1e-6)

@@ -102,3 +102,27 @@ def test_policy_loss_adapter_matches_the_direct_loss():
     value.backward()
     assert torch.isfinite(new.grad).all() and new.grad.abs().sum() > 0
     assert not math.isnan(value.item())
+
+
+def test_on_policy_loss_has_ratio_one_and_reports_entropy_and_rollout_gap():
+    import vo3rl.rl.policy_loss  # noqa: F401
+    from vo3rl.rl.policy_loss import policy_metrics
+    from vo3rl.train.forward import TokenScores
+    from vo3rl.train.losses import get_loss as learner_loss
+
+    t = traj("s", 0, roles=(0, 0, 1, 1, 1))
+    t.advantage = 1.0
+    new_values = torch.tensor([-0.4, -0.9, -0.2], dtype=torch.float64)
+    t.logprobs = np.array([np.nan, np.nan, -0.5, -0.9, -0.1], dtype=np.float32)  # the rollout's, targets 2..4
+    mask = torch.tensor([[False, True, True, True, False]])
+    rows, positions = torch.nonzero(mask, as_tuple=True)
+    scores = TokenScores(new_values.clone().requires_grad_(), torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64),
+                         rows, positions)
+    extras = {"loss": vars(LossConfig()), "counts": {"tokens": 3, "sequences": 1}, "global_tokens": 3,
+              "on_policy": True}
+    value, summable = learner_loss("policy")(scores, type("B", (), {"target_mask": mask})(), [t], extras)
+    metrics = policy_metrics({f"sum/{k}": v for k, v in summable.items()})
+    assert metrics["train/ratio_mean"] == 1.0 and metrics["train/clip_frac"] == 0.0
+    assert value.item() == pytest.approx(-3.0)  # -A * ratio per token, summed (the learner divides by 3)
+    assert metrics["train/entropy"] == pytest.approx(2.0)
+    assert metrics["train/rollout_learner_logprob_gap"] == pytest.approx((0.1 + 0.0 + 0.1) / 3, abs=1e-6)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from vo3rl.rl.advantages import ADVANTAGE_ESTIMATORS
 from vo3rl.rl.losses import AGGREGATIONS, POLICY_LOSSES, LossConfig
 
+OLD_LOGPROBS = ("learner", "rollout", "on_policy")
+
 
 @dataclass
 class RLConfig:
@@ -15,7 +17,9 @@ class RLConfig:
     `lr`, `warmup_ratio`: the learner's schedule for RL (None: the `learner:` section's, which SFT
     shares). `init_from`: the checkpoint the policy starts from (e.g. the SFT output); empty = `model.path`.
     `old_logprobs`: behaviour log-probs for the ratio, recomputed by the "learner" before the update
-    (ratio exactly 1 on the first update) or taken from the "rollout" engine.
+    (ratio exactly 1 on the first update), taken from the "rollout" engine, or "on_policy": the update's
+    own forward, detached (only with `updates_per_batch: 1`; the same gradient as "learner" without
+    its extra forward pass).
     Placement: `rollout_workers` vLLM actors (their CPUs and GPUs: `rollout.worker_cpus`,
     `rollout.worker_gpus`), `reward_workers` CPU actors, and `learner.ranks` FSDP2 ranks with
     `learner_gpus` GPUs each.
@@ -54,7 +58,9 @@ class RLConfig:
             (self.loss.aggregation in AGGREGATIONS, f"loss.aggregation must be one of {AGGREGATIONS}"),
             (self.loss.kl_estimator in ("k1", "k3", "low_var_kl"), "loss.kl_estimator must be k1 or k3"),
             (self.loss.clip_low >= 0 and self.loss.clip_high >= 0, "clip bounds must be >= 0"),
-            (self.old_logprobs in ("learner", "rollout"), "old_logprobs must be learner or rollout"),
+            (self.old_logprobs in OLD_LOGPROBS, f"old_logprobs must be one of {OLD_LOGPROBS}"),
+            (self.old_logprobs != "on_policy" or self.updates_per_batch == 1,
+             "old_logprobs: on_policy needs updates_per_batch: 1 (a second update is off-policy)"),
             (self.updates_per_batch >= 1 and self.max_refill_rounds >= 0, "updates_per_batch >= 1, max_refill_rounds >= 0"),
             (self.rollout_workers >= 1 and self.reward_workers >= 1, "at least one rollout and one reward worker"),
         ]

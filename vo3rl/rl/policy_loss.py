@@ -3,6 +3,11 @@
 Registered in the learner's loss registry as "policy"; `extras` carries the LossConfig (as a dict),
 the global counts of trained tokens and sequences, and nothing per token: each trajectory brings its
 own `advantage`, `old_logprobs` and (with KL) `ref_logprobs`.
+
+With `extras["on_policy"]` (the batch feeds exactly one optimizer step, so the behaviour policy IS the
+policy being differentiated) the old log-probs are this forward's own, detached: ratio 1, the same
+gradient as a separate recomputation, without its extra forward pass. The entropy and the
+rollout-vs-learner gap that pass reported then come from this forward.
 """
 from __future__ import annotations
 
@@ -36,7 +41,10 @@ def policy_loss(scores, batch, trajectories, extras: dict) -> tuple[torch.Tensor
     mask = batch.target_mask
     logp = torch.zeros(mask.shape, dtype=scores.logprobs.dtype, device=scores.logprobs.device)
     logp = logp.index_put((scores.rows, scores.positions), scores.logprobs)
-    old = _per_target(trajectories, "old_logprobs", scores.rows, scores.positions, logp.detach())
+    if extras.get("on_policy"):
+        old = logp.detach()
+    else:
+        old = _per_target(trajectories, "old_logprobs", scores.rows, scores.positions, logp.detach())
     ref = None
     if cfg.kl_coef:
         ref = _per_target(trajectories, "ref_logprobs", scores.rows, scores.positions, logp.detach())
@@ -47,17 +55,29 @@ def policy_loss(scores, batch, trajectories, extras: dict) -> tuple[torch.Tensor
                 "clipped_tokens": metrics["clip_frac"] * tokens, "ratio_sum": metrics["ratio_mean"] * tokens}
     if "kl" in metrics:
         summable["kl"] = metrics["kl"]
+    if scores.entropy is not None:
+        summable["entropy_sum"] = float(scores.entropy.sum())
+    if all(t.logprobs is not None for t in trajectories):
+        rollout = _per_target(trajectories, "logprobs", scores.rows, scores.positions, logp.detach())
+        gap = (rollout - logp.detach()).abs()[mask.bool()]
+        gap = gap[torch.isfinite(gap)]
+        summable.update(rollout_gap_sum=float(gap.sum()), rollout_gap_tokens=float(gap.numel()))
     return share * extras["global_tokens"], summable
 
 
 def policy_metrics(update: dict) -> dict[str, float]:
     """The global batch's policy-loss figures from a train step's summed `sum/…` metrics: the loss
     and KL terms (shares of the global mean, so their sum is the global value), the fraction of
-    trained tokens whose ratio was clipped, and the mean ratio (per trained token)."""
+    trained tokens whose ratio was clipped, the mean ratio (per trained token) and, when the loss
+    saw them, the mean entropy and the mean |rollout − learner| log-prob gap."""
     tokens = max(update.get("sum/trained_tokens", 0.0), 1.0)
     out = {"train/pg_loss": update.get("sum/pg_loss", float("nan")),
            "train/clip_frac": update.get("sum/clipped_tokens", float("nan")) / tokens,
            "train/ratio_mean": update.get("sum/ratio_sum", float("nan")) / tokens}
     if "sum/kl" in update:
         out["train/kl"] = update["sum/kl"]
+    if "sum/entropy_sum" in update and update.get("sum/trained_tokens"):
+        out["train/entropy"] = update["sum/entropy_sum"] / tokens
+    if update.get("sum/rollout_gap_tokens"):
+        out["train/rollout_learner_logprob_gap"] = update["sum/rollout_gap_sum"] / update["sum/rollout_gap_tokens"]
     return out

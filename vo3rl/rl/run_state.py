@@ -89,7 +89,11 @@ class RunState:
 
     def set_behaviour_logprobs(self, trajectories: list) -> dict:
         """Fill `old_logprobs` (learner's or rollout's) and, with KL, `ref_logprobs`; returns the policy
-        entropy and the mean |rollout - learner| log-prob gap over generated tokens."""
+        entropy and the mean |rollout - learner| log-prob gap over generated tokens. On-policy, the
+        update computes all three itself: only the reference is run here."""
+        if self.cfg.old_logprobs == "on_policy":
+            self._set_reference_logprobs(trajectories)
+            return {}
         # Only the trained (assistant) tokens: the loss, the KL and these metrics read nothing else, and the
         # full-vocabulary head over every prompt and vision position cost ~6x the update itself.
         logprobs, entropy = self.learner.logprobs(trajectories, with_entropy=True, loss_on="assistant")
@@ -97,10 +101,7 @@ class RunState:
             rollout_lp = trajectory.logprobs
             use_rollout = self.cfg.old_logprobs == "rollout" and rollout_lp is not None
             trajectory.old_logprobs = rollout_lp if use_rollout else lp
-        if self.reference is not None:
-            ref, _ = self.reference.logprobs(trajectories, with_entropy=False, loss_on="assistant")
-            for trajectory, lp in zip(trajectories, ref):
-                trajectory.ref_logprobs = lp
+        self._set_reference_logprobs(trajectories)
         # Over the generated tokens the update trains on (an exceeded trajectory has none).
         generated = [ent[t.roles == Role.ASSISTANT] for t, ent in zip(trajectories, entropy)]
         values = np.concatenate(generated) if generated else np.zeros(0)
@@ -114,13 +115,20 @@ class RunState:
             out["train/rollout_learner_logprob_gap"] = float(gaps.mean())
         return out
 
+    def _set_reference_logprobs(self, trajectories: list) -> None:
+        if self.reference is not None:
+            ref, _ = self.reference.logprobs(trajectories, with_entropy=False, loss_on="assistant")
+            for trajectory, lp in zip(trajectories, ref):
+                trajectory.ref_logprobs = lp
+
     def loss_extras(self, trajectories: list) -> dict:
         from vo3rl.train.batch import n_trained_tokens
 
         tokens = n_trained_tokens(trajectories, "assistant")
         sequences = sum(1 for t in trajectories if t.loss_mask().any())
+        on_policy = self.cfg.old_logprobs == "on_policy"
         return {"loss": asdict(self.cfg.loss), "counts": {"tokens": tokens, "sequences": sequences},
-                "global_tokens": tokens}
+                "global_tokens": tokens, "on_policy": on_policy, "with_entropy": on_policy}
 
     def maybe_log_trajectories(self, step: int, trajectories: list, results: list) -> None:
         every = self.cfg.log_trajectories_every

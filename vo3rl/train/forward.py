@@ -37,9 +37,10 @@ def _score(model, input_ids, attention_mask, position_ids, pixel_values_videos, 
         logits = model.lm_head(selected[start : start + chunk]).float()
         # cross_entropy fuses log-softmax and the gather; its backward is one pass (softmax − one-hot).
         logprobs.append(-torch.nn.functional.cross_entropy(logits, targets[start : start + chunk], reduction="none"))
-        if with_entropy:
-            log_p = torch.log_softmax(logits, dim=-1)
-            entropies.append(-(log_p.exp() * log_p).sum(-1))
+        if with_entropy:  # a metric, never trained on: no graph over the vocabulary
+            with torch.no_grad():
+                log_p = torch.log_softmax(logits.detach(), dim=-1)
+                entropies.append(-(log_p.exp() * log_p).sum(-1))
     # An empty selection still ties the result to the graph, so backward reaches every rank's hooks.
     anchor = 0.0 * out.last_hidden_state.sum()
     if pixel_values_videos is None and torch.is_grad_enabled():

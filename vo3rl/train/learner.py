@@ -145,8 +145,10 @@ class Learner:
                    use_tdam: bool = False, extras: dict | None = None, step_optimizer: bool = True) -> dict:
         """Forward/backward over this rank's `trajectories` in micro-batches, then clip and step.
         `global_tokens`: scored tokens of the whole global batch (all ranks). Returns metrics; `loss` is
-        this rank's share of the global mean (sum over ranks = the global mean loss)."""
+        this rank's share of the global mean (sum over ranks = the global mean loss). With
+        `extras["with_entropy"]`, the loss also gets the entropy of each scored token."""
         loss_fn = get_loss(loss)
+        with_entropy = bool((extras or {}).get("with_entropy"))
         self.model.train()
         start = time.perf_counter()
         scale = self.world_size / max(1, global_tokens)
@@ -160,7 +162,7 @@ class Learner:
             # Reduce gradients across ranks once, on the last micro-batch.
             self._gradient_sync(index == n_micro - 1)
             with self._autocast():
-                scores = score_targets(self.model, batch, False, self.cfg.lm_head_chunk)
+                scores = score_targets(self.model, batch, with_entropy, self.cfg.lm_head_chunk)
                 value, loss_metrics = split_loss_output(loss_fn(scores, batch, chosen, extras or {}))
             (value * scale).backward()
             for key, amount in loss_metrics.items():
