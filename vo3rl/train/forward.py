@@ -35,12 +35,16 @@ def _score(model, input_ids, attention_mask, position_ids, pixel_values_videos, 
     logprobs, entropies = [], []
     for start in range(0, len(selected), chunk):
         logits = model.lm_head(selected[start : start + chunk]).float()
-        # cross_entropy fuses log-softmax and the gather; its backward is one pass (softmax − one-hot).
-        logprobs.append(-torch.nn.functional.cross_entropy(logits, targets[start : start + chunk], reduction="none"))
-        if with_entropy:  # a metric, never trained on: no graph over the vocabulary
-            with torch.no_grad():
-                log_p = torch.log_softmax(logits.detach(), dim=-1)
+        chunk_targets = targets[start : start + chunk]
+        if with_entropy:
+            # One log-softmax serves both: the full-vocabulary passes are the cost of a tiny model's step.
+            log_p = torch.log_softmax(logits, dim=-1)
+            logprobs.append(log_p.gather(-1, chunk_targets.unsqueeze(-1)).squeeze(-1))
+            with torch.no_grad():  # a metric, never trained on: no graph over the vocabulary
                 entropies.append(-(log_p.exp() * log_p).sum(-1))
+        else:
+            # cross_entropy fuses log-softmax and the gather; its backward is one pass (softmax − one-hot).
+            logprobs.append(-torch.nn.functional.cross_entropy(logits, chunk_targets, reduction="none"))
     # An empty selection still ties the result to the graph, so backward reaches every rank's hooks.
     anchor = 0.0 * out.last_hidden_state.sum()
     if pixel_values_videos is None and torch.is_grad_enabled():
