@@ -37,8 +37,10 @@ def evaluate(rollout, rewards, samples: list, episodes_path: str | Path | None =
     return metrics
 
 
-def run_eval(recipe, model_path: str | None = None, limit: int | None = None) -> dict:
-    """Evaluate `model_path` (default `model.path`) on `data.eval`; bad samples are skipped and counted."""
+def run_eval(recipe, model_path: str | None = None, limit: int | None = None,
+             episodes_path: str | Path | None = None) -> dict:
+    """Evaluate `model_path` (default `model.path`) on `data.eval`; bad samples are skipped and counted.
+    Every episode goes to `episodes_path` (default `<run.output_dir>/eval_episodes.jsonl`)."""
     from vo3rl.data.readers import read_samples
     from vo3rl.data.skips import SkipLog
     from vo3rl.ray_setup import start_ray
@@ -51,7 +53,8 @@ def run_eval(recipe, model_path: str | None = None, limit: int | None = None) ->
     start_ray(recipe.ray)
     rollout = RolloutGroup(model_path or recipe.model.path, recipe, recipe.rl.rollout_workers)
     rewards = RewardPool(recipe.reward, recipe.rl.reward_workers, recipe.rl.judge_concurrency, recipe.run.log_level)
-    metrics = evaluate(rollout, rewards, samples)
+    episodes_path = episodes_path or Path(recipe.run.output_dir) / "eval_episodes.jsonl"
+    metrics = evaluate(rollout, rewards, samples, episodes_path)
     metrics["eval/skipped_rows"] = skips.total
     metrics["eval/skipped_videos"] = sum(rollout.skipped.values())
     return metrics
