@@ -96,7 +96,9 @@ class RunState:
             return {}
         # Only the trained (assistant) tokens: the loss, the KL and these metrics read nothing else, and the
         # full-vocabulary head over every prompt and vision position cost ~6x the update itself.
-        logprobs, entropy = self.learner.logprobs(trajectories, with_entropy=True, loss_on="assistant")
+        # With the update's attention mask (TDAM or not), so the first update's ratio is exactly 1.
+        logprobs, entropy = self.learner.logprobs(trajectories, with_entropy=True, loss_on="assistant",
+                                                  use_tdam=self.cfg.use_tdam)
         for trajectory, lp in zip(trajectories, logprobs):
             rollout_lp = trajectory.logprobs
             use_rollout = self.cfg.old_logprobs == "rollout" and rollout_lp is not None
@@ -117,7 +119,8 @@ class RunState:
 
     def _set_reference_logprobs(self, trajectories: list) -> None:
         if self.reference is not None:
-            ref, _ = self.reference.logprobs(trajectories, with_entropy=False, loss_on="assistant")
+            ref, _ = self.reference.logprobs(trajectories, with_entropy=False, loss_on="assistant",
+                                             use_tdam=self.cfg.use_tdam)
             for trajectory, lp in zip(trajectories, ref):
                 trajectory.ref_logprobs = lp
 
