@@ -126,3 +126,29 @@ def test_on_policy_loss_has_ratio_one_and_reports_entropy_and_rollout_gap():
     assert value.item() == pytest.approx(-3.0)  # -A * ratio per token, summed (the learner divides by 3)
     assert metrics["train/entropy"] == pytest.approx(2.0)
     assert metrics["train/rollout_learner_logprob_gap"] == pytest.approx((0.1 + 0.0 + 0.1) / 3, abs=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["learner", "rollout", "on_policy"])
+def test_behaviour_logprobs_come_from_the_configured_source(mode):
+    from types import SimpleNamespace
+
+    from vo3rl.rl.run_state import RunState
+
+    calls = []
+
+    class Learner:
+        def logprobs(self, trajectories, with_entropy, loss_on, use_tdam):
+            calls.append((len(trajectories), loss_on, use_tdam))
+            return [np.full(len(t), -7.0, dtype=np.float32) for t in trajectories], None
+
+    with_rollout, without = traj("s", 0), traj("s", 0)
+    with_rollout.logprobs = np.full(3, -1.0, dtype=np.float32)
+    state = RunState(recipe=None, cfg=SimpleNamespace(old_logprobs=mode, use_tdam=True), out=None, samples=[],
+                     by_id={}, learner=Learner(), rollout=None, rewards=None, metrics=None)
+    state.set_behaviour_logprobs([with_rollout, without])
+    if mode == "on_policy":
+        assert calls == [] and with_rollout.old_logprobs is None  # the update uses its own
+    else:
+        assert calls == [(2, "assistant", True)]  # the update's mask, trained tokens only
+        assert float(without.old_logprobs[0]) == -7.0
+        assert float(with_rollout.old_logprobs[0]) == (-1.0 if mode == "rollout" else -7.0)

@@ -68,7 +68,7 @@ def rl_step(step: int, state: RunState) -> dict:
         for trajectory, advantage in zip(trained, get_advantage(cfg.advantage)(rewards, group_ids, cfg.advantage_eps)):
             trajectory.advantage = float(advantage)
         start = time.perf_counter()
-        metrics.update(state.set_behaviour_logprobs(trained))
+        state.set_behaviour_logprobs(trained)
         timings["logprobs"] = time.perf_counter() - start
         start = time.perf_counter()
         for _ in range(cfg.updates_per_batch):

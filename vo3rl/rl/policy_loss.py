@@ -6,8 +6,9 @@ own `advantage`, `old_logprobs` and (with KL) `ref_logprobs`.
 
 With `extras["on_policy"]` (the batch feeds exactly one optimizer step, so the behaviour policy IS the
 policy being differentiated) the old log-probs are this forward's own, detached: ratio 1, the same
-gradient as a separate recomputation, without its extra forward pass. The entropy and the
-rollout-vs-learner gap that pass reported then come from this forward.
+gradient as a separate recomputation, without its extra forward pass. With `extras["with_entropy"]`
+the loss also reports the policy's entropy; with rollout log-probs on the trajectories, the mean
+|rollout − learner| gap (the RL step's figures for both, from the last update of a step).
 """
 from __future__ import annotations
 

@@ -8,9 +8,6 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from vo3rl.agent.trajectory import Role
 from vo3rl.log import get_logger
 
 log = get_logger(__name__)
@@ -87,35 +84,23 @@ class RunState:
             log.info("resumed at step %d from %s (learner step %s)", state.step, resume, saved.get("step"))
         return state
 
-    def set_behaviour_logprobs(self, trajectories: list) -> dict:
-        """Fill `old_logprobs` (learner's or rollout's) and, with KL, `ref_logprobs`; returns the policy
-        entropy and the mean |rollout - learner| log-prob gap over generated tokens. On-policy, the
-        update computes all three itself: only the reference is run here."""
-        if self.cfg.old_logprobs == "on_policy":
-            self._set_reference_logprobs(trajectories)
-            return {}
-        # Only the trained (assistant) tokens: the loss, the KL and these metrics read nothing else, and the
-        # full-vocabulary head over every prompt and vision position cost ~6x the update itself.
-        # With the update's attention mask (TDAM or not), so the first update's ratio is exactly 1.
-        logprobs, entropy = self.learner.logprobs(trajectories, with_entropy=True, loss_on="assistant",
-                                                  use_tdam=self.cfg.use_tdam)
-        for trajectory, lp in zip(trajectories, logprobs):
-            rollout_lp = trajectory.logprobs
-            use_rollout = self.cfg.old_logprobs == "rollout" and rollout_lp is not None
-            trajectory.old_logprobs = rollout_lp if use_rollout else lp
+    def set_behaviour_logprobs(self, trajectories: list) -> None:
+        """Fill `old_logprobs` (the learner's, or the rollout's) and, with KL, `ref_logprobs`. On-policy
+        the update uses its own; the update reports the entropy and the rollout-vs-learner gap in
+        every mode."""
+        mode = self.cfg.old_logprobs
+        if mode == "learner" or (mode == "rollout" and any(t.logprobs is None for t in trajectories)):
+            # Only the trained (assistant) tokens, and with the update's attention mask (TDAM or not),
+            # so the first update's ratio is exactly 1.
+            logprobs, _ = self.learner.logprobs(trajectories, with_entropy=False, loss_on="assistant",
+                                                use_tdam=self.cfg.use_tdam)
+            for trajectory, lp in zip(trajectories, logprobs):
+                use_rollout = mode == "rollout" and trajectory.logprobs is not None
+                trajectory.old_logprobs = trajectory.logprobs if use_rollout else lp
+        elif mode == "rollout":
+            for trajectory in trajectories:
+                trajectory.old_logprobs = trajectory.logprobs
         self._set_reference_logprobs(trajectories)
-        # Over the generated tokens the update trains on (an exceeded trajectory has none).
-        generated = [ent[t.roles == Role.ASSISTANT] for t, ent in zip(trajectories, entropy)]
-        values = np.concatenate(generated) if generated else np.zeros(0)
-        values = values[np.isfinite(values)]
-        out = {"train/entropy": float(values.mean()) if len(values) else float("nan")}
-        gaps = [np.abs(t.logprobs - lp)[t.roles == Role.ASSISTANT] for t, lp in zip(trajectories, logprobs)
-                if t.logprobs is not None]
-        gaps = np.concatenate(gaps) if gaps else np.zeros(0)
-        gaps = gaps[np.isfinite(gaps)]
-        if len(gaps):
-            out["train/rollout_learner_logprob_gap"] = float(gaps.mean())
-        return out
 
     def _set_reference_logprobs(self, trajectories: list) -> None:
         if self.reference is not None:
@@ -129,9 +114,8 @@ class RunState:
 
         tokens = n_trained_tokens(trajectories, "assistant")
         sequences = sum(1 for t in trajectories if t.loss_mask().any())
-        on_policy = self.cfg.old_logprobs == "on_policy"
         return {"loss": asdict(self.cfg.loss), "counts": {"tokens": tokens, "sequences": sequences},
-                "global_tokens": tokens, "on_policy": on_policy, "with_entropy": on_policy}
+                "global_tokens": tokens, "on_policy": self.cfg.old_logprobs == "on_policy", "with_entropy": True}
 
     def maybe_log_trajectories(self, step: int, trajectories: list, results: list) -> None:
         every = self.cfg.log_trajectories_every
