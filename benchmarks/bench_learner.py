@@ -23,17 +23,17 @@ TDAM_TARGET = 0.25
 
 def _data(tmp: str, n_videos: int):
     from vo3rl.config import load_recipe
-    from vo3rl.config.schema import resolved_presets
     from vo3rl.data.synth import generate
     from vo3rl.model.tiny import build_tiny_model
     from vo3rl.model.tokenizer import build_tokenizer
-    from vo3rl.train.sft_data import load_sft_trajectories
+    from vo3rl.sft.data import load_sft_trajectories
+    from vo3rl.video.budgets import resolved_presets
 
     recipe = load_recipe("recipes/tiny_cpu/base.yaml", [f"run.output_dir={tmp}"])
     generate(replace(recipe.data.synth, n_train_videos=n_videos, n_eval_videos=0, questions_per_video=2), f"{tmp}/data")
     model = build_tiny_model(f"{tmp}/model", recipe.model.tiny)
     tokenizer = build_tokenizer()
-    split = load_sft_trajectories(f"{tmp}/data/sft_train.jsonl", tokenizer, resolved_presets(recipe), 4096,
+    split = load_sft_trajectories(f"{tmp}/data/sft_train.jsonl", tokenizer, resolved_presets(recipe.video.presets), 4096,
                                   "video_o3", 0.0, f"{tmp}/data")
     return model, tokenizer, [t for t in split.train if len(t.videos) > 1]
 
@@ -49,16 +49,14 @@ def _timed(fn, repeats: int) -> list[float]:
 
 
 def bench_tdam(model, tokenizer, trajs, repeats: int) -> dict:
-    from vo3rl.train.batch import n_trained_tokens
-    from vo3rl.train.config import LearnerConfig
+    from vo3rl.config.learner import LearnerConfig
     from vo3rl.train.learner import Learner
 
     learner = Learner(model, LearnerConfig(lr=1e-4, micro_batch_tokens=1 << 20), total_steps=1000, tokenizer=tokenizer)
     tokens = sum(len(t) for t in trajs)
-    global_tokens = n_trained_tokens(trajs)
     out = {"rows": len(trajs), "tokens": tokens, "longest": max(len(t) for t in trajs)}
     for name, fn in (
-        ("train", lambda tdam: learner.train_step(trajs, global_tokens, use_tdam=tdam)),
+        ("train", lambda tdam: learner.train_step(trajs, use_tdam=tdam)),
         ("logprobs", lambda tdam: learner.logprobs(trajs, use_tdam=tdam)),
     ):
         # Interleave on/off so drift in machine load hits both alike.
@@ -74,7 +72,7 @@ def bench_tdam(model, tokenizer, trajs, repeats: int) -> dict:
 def bench_fsdp(model, trajs, repeats: int) -> dict:
     import ray
 
-    from vo3rl.train.config import LearnerConfig
+    from vo3rl.config.learner import LearnerConfig
     from vo3rl.workers.learner import LearnerGroup
 
     ray.init(num_cpus=2, _temp_dir="/tmp/vo3rl-bench", include_dashboard=False, log_to_driver=False)

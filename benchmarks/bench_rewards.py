@@ -12,10 +12,14 @@ import argparse
 import os
 import platform
 import random
+import sys
 import time
+from pathlib import Path
 
-from vo3rl.agent.fuzz import check_output, fuzz_outputs, fuzz_samples
-from vo3rl.agent.parse import Claim, final_answer, parse_claims, parse_interval, parse_tool_call
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the fuzz generator lives with the tests
+from fuzz_outputs import check_output, fuzz_outputs, fuzz_samples  # noqa: E402
+
+from vo3rl.agent.parse import final_answer, parse_claims, parse_interval, parse_tool_call
 from vo3rl.data.schema import DataType, KeyFrame, Sample, Task
 from vo3rl.rewards import RewardConfig, score
 from vo3rl.rewards.answer import box_iou, choice_reward, free_form_reward, interval_iou, tg_mcq_reward

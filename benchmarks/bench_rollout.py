@@ -75,20 +75,19 @@ def prepare(args, tmp: str):
     if not model and all(Path(p).exists() for p in DEMO_SFT):
         model, data = DEMO_SFT
     if not model:
-        from vo3rl.config.schema import resolved_presets
         from vo3rl.data.synth import generate
         from vo3rl.model.tiny import build_tiny_model
+        from vo3rl.sft.data import load_sft_trajectories
         from vo3rl.train.batch import n_trained_tokens
-        from vo3rl.train.config import LearnerConfig
         from vo3rl.train.learner import Learner
-        from vo3rl.train.sft_data import load_sft_trajectories
+        from vo3rl.video.budgets import resolved_presets
 
         data = f"{tmp}/data"
         generate(dataclasses.replace(recipe.data.synth, n_train_videos=args.videos, n_eval_videos=0,
                                      questions_per_video=2), data)
         model = str(build_tiny_model(f"{tmp}/model", recipe.model.tiny))
         tokenizer = AutoTokenizer.from_pretrained(model)
-        train = load_sft_trajectories(f"{data}/sft_train.jsonl", tokenizer, resolved_presets(recipe), 2048,
+        train = load_sft_trajectories(f"{data}/sft_train.jsonl", tokenizer, resolved_presets(recipe.video.presets), 2048,
                                       "video_o3", 0.0, data).train
         learner = Learner(model, dataclasses.replace(recipe.learner, lr=1e-2, warmup_ratio=0.05, min_lr_ratio=0.1,
                                                      dtype="fp32"), args.sft_steps, tokenizer=tokenizer)
@@ -106,7 +105,7 @@ def prepare(args, tmp: str):
 
 def chats(recipe, tokenizer, data: str, overrides: dict, n: int) -> list:
     """The first `n` Video-o3 SFT chats with more than one video, rendered with `overrides` over the recipe's presets."""
-    from vo3rl.train.sft_data import load_sft_trajectories
+    from vo3rl.sft.data import load_sft_trajectories
     from vo3rl.video.budgets import PRESET_NAMES, preset
 
     presets = {name: preset(name, **{**recipe.video.presets.get(name, {}), **overrides.get(name, {})})
@@ -139,7 +138,7 @@ class ExactTokens:
 
 def replay(trajectory, cache):
     """An episode that re-plays `trajectory`'s turns: each turn's context is the recorded one."""
-    from vo3rl.rollout_loop import TurnRequest
+    from vo3rl.agent.loop import TurnRequest
     from vo3rl.video.sampler import sample_clip
 
     assistant = (trajectory.roles == 1).tolist()
@@ -257,7 +256,7 @@ def main() -> None:
 
     import numpy as np
 
-    from vo3rl.rollout.config import RolloutConfig
+    from vo3rl.config.rollout import RolloutConfig
     from vo3rl.rollout.service import RolloutService
     from vo3rl.rollout.vllm_engine import VLLMEngine
     from vo3rl.video.cache import DecodeCache
@@ -290,7 +289,7 @@ def main() -> None:
                                        "frames_bytes_of_rollouts": float(np.mean(pixels))}
 
     # 4. rollout/learner agreement on the generated tokens; and vLLM's scoring of the replayed chats
-    from vo3rl.train.config import LearnerConfig
+    from vo3rl.config.learner import LearnerConfig
     from vo3rl.train.learner import Learner
 
     learner = Learner(model, LearnerConfig(dtype="fp32"), tokenizer=tokenizer)

@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
+from vo3rl.config.synth import SynthConfig
 from vo3rl.data.synth import generate
-from vo3rl.data.synth_config import SynthConfig
 from vo3rl.video.budgets import crop_spec, preset
 from vo3rl.video.cache import DecodeCache
 from vo3rl.video.sampler import resize_frames, sample_clip

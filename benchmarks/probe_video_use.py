@@ -36,16 +36,16 @@ def main() -> None:
     args = parser.parse_args()
 
     from vo3rl.config import load_recipe
-    from vo3rl.config.schema import resolved_presets
-    from vo3rl.data.synth_config import COLOURS
+    from vo3rl.config.learner import LearnerConfig
+    from vo3rl.config.synth import COLOURS
     from vo3rl.model.tokenizer import build_tokenizer
-    from vo3rl.train.config import LearnerConfig
+    from vo3rl.sft.data import load_sft_trajectories
     from vo3rl.train.learner import Learner
-    from vo3rl.train.sft_data import load_sft_trajectories
+    from vo3rl.video.budgets import resolved_presets
 
     recipe = load_recipe(args.recipe, [])
     tokenizer = build_tokenizer()
-    split = load_sft_trajectories(os.path.join(args.data, "sft_train.jsonl"), tokenizer, resolved_presets(recipe),
+    split = load_sft_trajectories(os.path.join(args.data, "sft_train.jsonl"), tokenizer, resolved_presets(recipe.video.presets),
                                   4096, "video_o3", 0.0, args.data)
     chats = split.train[: args.n]
     colour_ids = {tokenizer.encode(" " + c)[0]: c for c in COLOURS if len(tokenizer.encode(" " + c)) == 1}

@@ -11,71 +11,40 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vo3rl.agent.parse import (
-    TurnKind, as_text, classify_turn, final_answer, parse_claims, parse_interval, parse_timestamps,
-    parse_tool_call, think_text,
+    TurnKind,
+    as_text,
+    classify_turn,
+    final_answer,
+    parse_claims,
+    parse_interval,
+    parse_timestamps,
+    parse_tool_call,
+    think_text,
 )
-from vo3rl.data.schema import DataType, Sample, Task
+from vo3rl.config.reward import TERMS, RewardConfig
+from vo3rl.data.schema import Sample, Task
 from vo3rl.rewards import answer as answers
 from vo3rl.rewards.clue import clue_overlap
 from vo3rl.rewards.format import open_o3_format, video_o3_format
-from vo3rl.rewards.judge import JudgeConfig, judge_answer
+from vo3rl.rewards.judge import judge_answer
 from vo3rl.rewards.spatial import spatial_reward
 from vo3rl.rewards.temporal import interval_fraction, sigma_at, temporal_proximity
 from vo3rl.rewards.trajectory import BonusTable, trajectory_bonus, turn_decay, video_o3_reward
 
-PROTOCOLS = ("video_o3", "open_o3")
-TERMS = ("format", "accuracy", "bonus", "temporal", "spatial")
 TEMPORAL_TASKS = (Task.TEMPORAL_GROUNDING, Task.TG_MCQ)
 
 
-def _unit_weights() -> dict[str, dict[str, float]]:
-    return {"default": {term: 1.0 for term in TERMS}}
+def weights_for(cfg: RewardConfig, sample: Sample) -> dict[str, float]:
+    """The term weights that apply to `sample`: default, then its task's, then its data type's."""
+    merged = {term: 0.0 for term in TERMS}
+    for key in ("default", _value(sample.task), _value(sample.data_type)):
+        merged.update(cfg.weights.get(key, {}))
+    return merged
 
 
-@dataclass
-class RewardConfig:
-    """Recipe keys of the reward. `weights["default"]` applies to every sample; a key equal to a task
-    ("mcq", "temporal_grounding", …) or a data type ("single_clue_tool", …) overrides some of its
-    terms, data type last. A weight of 0 turns a term off (it is then not computed)."""
-
-    protocol: str = "video_o3"
-    weights: dict[str, dict[str, float]] = field(default_factory=_unit_weights)
-    # Video-o3 trajectory bonus
-    decay_lambda: float = 0.05
-    bonus_base: float = 0.5
-    clue_weight: float = 0.5
-    single_no_tool_bonus: float = 0.75
-    multi_no_tool_bonus: float = 0.5
-    min_segment_s: float = 1.0
-    strategies: list[str] = field(default_factory=lambda: ["coarse", "medium", "fine"])
-    # Open-o3 temporal and spatial terms
-    gate_tau_s: float = 3.0
-    sigma_start: float = 4.0
-    sigma_end: float = 1.0
-    sigma_anneal_fraction: float = 0.75
-    judge: JudgeConfig = field(default_factory=JudgeConfig)
-
-    def validate(self) -> None:
-        """Raise ValueError on an unknown protocol or term name (a typo in a recipe must be loud)."""
-        if self.protocol not in PROTOCOLS:
-            raise ValueError(f"reward protocol {self.protocol!r} is not one of {PROTOCOLS}")
-        scopes = {"default"} | {t.value for t in Task} | {d.value for d in DataType}
-        for key, terms in self.weights.items():
-            if key not in scopes:
-                raise ValueError(f"reward weights[{key!r}]: not 'default', a task or a data type; known: {sorted(scopes)}")
-            unknown = set(terms) - set(TERMS)
-            if unknown:
-                raise ValueError(f"reward weights[{key!r}] names unknown terms {sorted(unknown)}; known: {TERMS}")
-
-    def weights_for(self, sample: Sample) -> dict[str, float]:
-        merged = {term: 0.0 for term in TERMS}
-        for key in ("default", _value(sample.task), _value(sample.data_type)):
-            merged.update(self.weights.get(key, {}))
-        return merged
-
-    def bonus_table(self) -> BonusTable:
-        return BonusTable(self.decay_lambda, self.bonus_base, self.clue_weight,
-                          self.single_no_tool_bonus, self.multi_no_tool_bonus)
+def bonus_table(cfg: RewardConfig) -> BonusTable:
+    return BonusTable(cfg.decay_lambda, cfg.bonus_base, cfg.clue_weight,
+                      cfg.single_no_tool_bonus, cfg.multi_no_tool_bonus)
 
 
 def _value(enum_or_str) -> str:
@@ -134,7 +103,7 @@ def answer_terms(sample: Sample, answer: str | None, cfg: RewardConfig, frame_si
 
 def _clue_terms(sample: Sample, segments, data_type, tool_calls: int, cfg: RewardConfig) -> dict[str, float]:
     overlap = clue_overlap(segments, sample.clues)
-    table = cfg.bonus_table()
+    table = bonus_table(cfg)
     return {
         "bonus": trajectory_bonus(data_type, tool_calls, overlap.single, overlap.multi, table),
         "decay": turn_decay(data_type, tool_calls, table),
@@ -209,7 +178,7 @@ def score(
     rec = _Recorder()
     texts = [as_text(t) for t in turns]
     try:
-        weights = cfg.weights_for(sample)
+        weights = weights_for(cfg, sample)
         if cfg.protocol == "open_o3":
             total = _score_open_o3(sample, texts, cfg, weights, frame_size, progress, rec)
         else:

@@ -13,34 +13,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
+from vo3rl.config.reward import JudgeConfig
+
 MAX_PROMPT_FIELD_CHARS = 4000
 MAX_RATING = 3
-
-DEFAULT_JUDGE_PROMPT = (
-    "You grade answers to questions about a video. Compare the candidate answer with the reference "
-    "answer and rate how well it matches in meaning (wording does not matter):\n"
-    "3 = same meaning, 2 = mostly right with a minor slip, 1 = partly right, 0 = wrong or unrelated.\n"
-    "Reply with the single digit only.\n\n"
-    "Question: {question}\nReference answer: {reference}\nCandidate answer: {prediction}\nRating:"
-)
-
-
-@dataclass
-class JudgeConfig:
-    """`url` is the API base (e.g. "http://127.0.0.1:8000/v1"); empty disables the judge.
-    `api_key_env` names an environment variable holding a bearer token, if the server wants one."""
-
-    url: str = ""
-    model: str = ""
-    timeout_s: float = 10.0
-    max_tokens: int = 4
-    api_key_env: str = ""
-    prompt: str = DEFAULT_JUDGE_PROMPT
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.url)
-
 
 @dataclass(frozen=True)
 class JudgeVerdict:

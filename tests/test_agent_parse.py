@@ -4,8 +4,19 @@ import time
 import pytest
 
 from vo3rl.agent.parse import (
-    JSON_ERROR_KINDS, TurnKind, classify_turn, final_answer, find_tags, parse_box, parse_choice, parse_claims,
-    parse_interval, parse_timestamps, parse_tool_call, tags_balanced, think_text,
+    JSON_ERROR_KINDS,
+    TurnKind,
+    classify_turn,
+    final_answer,
+    find_tags,
+    parse_box,
+    parse_choice,
+    parse_claims,
+    parse_interval,
+    parse_timestamps,
+    parse_tool_call,
+    tags_balanced,
+    think_text,
 )
 
 

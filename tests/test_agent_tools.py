@@ -1,16 +1,15 @@
 """The tool registry and the video-crop tool on a real (tiny) mp4."""
 import numpy as np
 import pytest
+from video_fixtures import index_of, write_cfr_mp4
 
 from vo3rl.agent.parse import ParseError, ToolCall, parse_tool_call
-from vo3rl.agent.prompts import PromptTemplates
 from vo3rl.agent.tools import Observation, get_tool, register_tool, run_tool_call, tool_names, video_crop
+from vo3rl.config.prompts import PromptTemplates
 from vo3rl.video.budgets import crop_spec
 from vo3rl.video.cache import DecodeCache
 from vo3rl.video.sampler import sample_clip
 from vo3rl.video.types import VideoRef
-
-from video_fixtures import index_of, write_cfr_mp4
 
 TEMPLATES = PromptTemplates()
 

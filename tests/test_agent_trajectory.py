@@ -4,20 +4,18 @@ import pickle
 
 import numpy as np
 import pytest
+from video_fixtures import write_cfr_mp4
 
-from vo3rl.agent.parse import TurnKind
-from vo3rl.agent.prompts import PromptTemplates
+from vo3rl.agent.parse import ParseError, TurnKind
 from vo3rl.agent.render import TokenBytes, TrajectoryBuilder, from_sft_example
 from vo3rl.agent.tools import Observation, error_observation
-from vo3rl.agent.parse import ParseError
 from vo3rl.agent.trajectory import Role, tag_token_spans
+from vo3rl.config.prompts import PromptTemplates
 from vo3rl.data.chat import ChatTurn, SFTExample, VideoUse
 from vo3rl.data.schema import Sample, Task
 from vo3rl.video.budgets import preset
 from vo3rl.video.sampler import sample_clip
 from vo3rl.video.types import Clip, SamplingSpec, VideoRef
-
-from video_fixtures import write_cfr_mp4
 
 CALL = '<think>the cup shows up near 100s</think>\n<grounding>{"temporal_segment": [100, 130], "sampling_strategy": "medium"}</grounding>'
 ANSWER = "<think>it is <obj>cup</obj><box>[10,20,30,40]</box>at<t>104</t>s, blue</think>\n<answer>B</answer>"

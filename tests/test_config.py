@@ -1,8 +1,8 @@
 """Recipes: overrides, interpolation, extends, and rejection of bad input before any work starts."""
 import subprocess
-from pathlib import Path
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 

@@ -8,8 +8,8 @@ import os
 from dataclasses import replace
 
 import pytest
-
 from video_fixtures import write_cfr_mp4
+
 from vo3rl.data.chat import ChatTurn, SFTExample, VideoUse, read_examples, write_examples
 from vo3rl.data.convert import convert_file, seeker_to_verl, verl_to_seeker, write_rows
 from vo3rl.data.paths import resolve_video_path

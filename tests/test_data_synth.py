@@ -10,12 +10,12 @@ import re
 import numpy as np
 import pytest
 
+from vo3rl.config.synth import COLOURS, SynthConfig
 from vo3rl.data.readers import read_seeker, read_sft
 from vo3rl.data.schema import DataType, Task
 from vo3rl.data.skips import SkipLog
 from vo3rl.data.synth import generate, iter_plans
-from vo3rl.data.synth_config import SynthConfig
-from vo3rl.data.synth_plan import COLOURS, TOOL_TYPES
+from vo3rl.data.synth_plan import TOOL_TYPES
 from vo3rl.data.synth_text import event_interval
 from vo3rl.video.budgets import crop_spec, preset
 from vo3rl.video.cache import DecodeCache

@@ -1,6 +1,7 @@
 """A small fuzz run: random and mutated model outputs through every parser and reward, no exceptions.
 (The benchmark runs the same check on 100,000 outputs.)"""
-from vo3rl.agent.fuzz import check_output, fuzz_outputs, fuzz_samples
+from fuzz_outputs import check_output, fuzz_outputs, fuzz_samples
+
 from vo3rl.rewards import RewardConfig
 
 CONFIGS = [RewardConfig(), RewardConfig(protocol="open_o3")]

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
+from vo3rl.model.positions import mrope_positions
 from vo3rl.train.batch import micro_batches
-from vo3rl.train.positions import mrope_positions
 from vo3rl.train.schedule import cosine_with_warmup
 
 
@@ -45,7 +45,7 @@ def test_cosine_with_warmup():
 
 
 def test_vllm_metadata_gives_the_clip_rate():
-    from vo3rl.train.vision import clip_fps, second_per_grid, vllm_video_item
+    from vo3rl.video.timing import clip_fps, second_per_grid, vllm_video_item
     from vo3rl.video.types import Clip, SamplingSpec
 
     frames = np.zeros((8, 56, 56, 3), np.uint8)

@@ -5,10 +5,11 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from learner_fixtures import trajectory, write_colour_mp4
+
 from vo3rl.agent.trajectory import Role
-from vo3rl.train.config import LearnerConfig
+from vo3rl.config.learner import LearnerConfig
+from vo3rl.train.checkpoint import write_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def _final_hidden_grads(learner, trajs, loss_on):
     handle = learner.model.model.language_model.norm.register_forward_hook(keep)
     videos, _ = learner.videos.inputs(trajs[:1])
     batch = build_batch(trajs[:1], videos, learner.pad_id, learner.tokens_per_second, loss_on)
-    sft_loss(score_targets(learner.model, batch), batch, trajs[:1], {}).backward()
+    sft_loss(score_targets(learner.model, batch), batch, trajs[:1], None).backward()
     handle.remove()
     learner.optimizer.zero_grad(set_to_none=True)
     assert n_trained_tokens(trajs[:1], loss_on) == batch.n_targets
@@ -71,9 +72,10 @@ def test_micro_batching_and_checkpointing_do_not_change_the_step(tiny_model_dir,
     results = []
     for budget, ckpt in ((10_000, False), (1, False), (1, True)):
         learner = _learner(tiny_model_dir, tokenizer, micro_batch_tokens=budget, grad_ckpt=ckpt)
-        metrics = learner.train_step(trajs, global_tokens=sum(int(t.loss_mask().sum()) for t in trajs))
+        metrics = learner.train_step(trajs)  # one rank: the global batch is this call's
         results.append((metrics, learner.model.model.language_model.layers[0].mlp.up_proj.weight.detach().clone()))
     (one, w_one), (two, w_two), (three, w_three) = results
+    assert one["trained_tokens"] == sum(int(t.loss_mask().sum()) for t in trajs) == two["trained_tokens"]
     assert one["padded_tokens"] > one["tokens"] == two["padded_tokens"]  # one padded batch vs two rows
     assert one["loss"] == pytest.approx(two["loss"], rel=1e-5) == three["loss"]
     assert torch.allclose(w_one, w_two, atol=1e-6) and torch.allclose(w_two, w_three, atol=1e-6)
@@ -85,7 +87,7 @@ def test_save_load_gives_identical_logprobs(tiny_model_dir, tokenizer, trajs, tm
     trained = _learner(tiny_model_dir, tokenizer)
     trained.train_step(trajs, global_tokens=sum(int(t.loss_mask().sum()) for t in trajs))
     before, _ = trained.logprobs(trajs)
-    path = trained.save_checkpoint(tmp_path / "step_1")
+    path = write_checkpoint(trained, tmp_path / "step_1", {})
     assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
     fresh = _learner(tiny_model_dir, tokenizer)
     untrained, _ = fresh.logprobs(trajs)
@@ -106,7 +108,7 @@ def test_bad_checkpoints_are_refused_clearly(tiny_model_dir, tokenizer, trajs, t
     from vo3rl.train.checkpoint import MARKER, CheckpointError
 
     learner = _learner(tiny_model_dir, tokenizer)
-    path = learner.save_checkpoint(tmp_path / "ok", with_optimizer=False)
+    path = write_checkpoint(learner, tmp_path / "ok", {}, with_optimizer=False)
     (path / MARKER).unlink()
     with pytest.raises(CheckpointError, match="incomplete"):
         learner.load_checkpoint(path)
@@ -136,27 +138,19 @@ def test_vision_tower_gets_its_own_learning_rate(tiny_model_dir, tokenizer, traj
 def test_on_policy_update_equals_the_recomputed_behaviour_update(tiny_model_dir, tokenizer, trajs):
     """`old_logprobs: on_policy` (the update's own detached log-probs) trains exactly like a separate
     learner recomputation of the behaviour log-probs before the update."""
-    import copy
-    from dataclasses import asdict
-
-    import vo3rl.rl.policy_loss  # noqa: F401  (registers the "policy" loss)
     from vo3rl.rl.losses import LossConfig
-    from vo3rl.rl.policy_loss import policy_metrics
+    from vo3rl.rl.policy_loss import PolicyLossInputs, policy_metrics, register_rl_losses
 
-    batch = [copy.copy(t) for t in trajs]
-    for t, advantage in zip(batch, (1.0, -0.5)):
-        t.advantage = advantage
-    tokens = sum(int(t.loss_mask().sum()) for t in batch)
-    extras = {"loss": asdict(LossConfig()), "counts": {"tokens": tokens, "sequences": 2}, "global_tokens": tokens}
+    register_rl_losses()  # an in-process learner for RL: the "policy" loss is added explicitly
     weights, metrics = [], []
     for on_policy in (False, True):
         learner = _learner(tiny_model_dir, tokenizer, lr=1e-2)
+        old = None
         if not on_policy:
-            old, _ = learner.logprobs(batch, with_entropy=False, loss_on="assistant")
-            for t, lp in zip(batch, old):
-                t.old_logprobs = lp
-        update = learner.train_step(batch, tokens, loss="policy", loss_on="assistant",
-                                    extras={**extras, "on_policy": on_policy, "with_entropy": on_policy})
+            old, _ = learner.logprobs(trajs, with_entropy=False, loss_on="assistant")
+        inputs = PolicyLossInputs.build(trajs, LossConfig(), [1.0, -0.5], old, None, on_policy=on_policy,
+                                        with_entropy=on_policy)
+        update = learner.train_step(trajs, loss="policy", loss_on="assistant", inputs=inputs)
         weights.append(learner.model.model.language_model.layers[0].mlp.up_proj.weight.detach().clone())
         metrics.append(policy_metrics(update))
     assert metrics[1]["train/ratio_mean"] == pytest.approx(1.0) and metrics[1]["train/clip_frac"] == 0.0

@@ -1,9 +1,9 @@
 """Learner workers under Ray: 1 rank and 2 FSDP2 ranks (gloo) take the same step."""
 import numpy as np
 import pytest
-
 from learner_fixtures import trajectory, write_colour_mp4
-from vo3rl.train.config import LearnerConfig
+
+from vo3rl.config.learner import LearnerConfig
 
 pytestmark = pytest.mark.slow
 
@@ -18,6 +18,9 @@ def ray_local():
 
 
 def _step(model_dir, ranks, trajs):
+    """An SFT step, then a policy-loss step whose per-trajectory inputs each rank gets its share of."""
+    from vo3rl.rl.losses import LossConfig
+    from vo3rl.rl.policy_loss import PolicyLossInputs, policy_metrics
     from vo3rl.workers.learner import LearnerGroup
 
     cfg = LearnerConfig(ranks=ranks, lr=1e-3, warmup_ratio=0.0, micro_batch_tokens=1200, freeze_vision=False)
@@ -26,9 +29,12 @@ def _step(model_dir, ranks, trajs):
         metrics = group.train_step(trajs)
         weights = group.export_weights()
         logprobs, _ = group.logprobs(trajs)
+        inputs = PolicyLossInputs.build(trajs, LossConfig(), [1.0, -1.0, 0.5, -0.25][: len(trajs)], logprobs, None,
+                                        on_policy=False, with_entropy=True)
+        policy = policy_metrics(group.train_step(trajs, loss="policy", inputs=inputs))
     finally:
         group.shutdown()
-    return metrics, weights, logprobs
+    return metrics, weights, logprobs, policy
 
 
 def test_one_and_two_ranks_give_the_same_loss_and_weights(ray_local, tiny_model_dir, tokenizer, tmp_path):
@@ -36,8 +42,8 @@ def test_one_and_two_ranks_give_the_same_loss_and_weights(ray_local, tiny_model_
     trajs = [trajectory(tokenizer, videos[0]), trajectory(tokenizer, videos[1], sample_id="b", answer_text="B"),
              trajectory(tokenizer, videos[0], sample_id="c", answer_text="A, the red one"),
              trajectory(tokenizer, videos[1], sample_id="d", answer_text="B. blue")]
-    one, w_one, lp_one = _step(tiny_model_dir, 1, trajs)
-    two, w_two, lp_two = _step(tiny_model_dir, 2, trajs)
+    one, w_one, lp_one, policy_one = _step(tiny_model_dir, 1, trajs)
+    two, w_two, lp_two, policy_two = _step(tiny_model_dir, 2, trajs)
     assert one["trained_tokens"] == two["trained_tokens"] > 0
     assert one["loss"] == pytest.approx(two["loss"], rel=1e-5)
     assert set(w_one) == set(w_two)
@@ -55,3 +61,8 @@ def test_one_and_two_ranks_give_the_same_loss_and_weights(ray_local, tiny_model_
         np.testing.assert_allclose(value.numpy(), w_two[key].numpy(), atol=5e-5, err_msg=key)
     for a, b in zip(lp_one, lp_two):
         np.testing.assert_allclose(a, b, atol=1e-5)
+    # The behaviour log-probs are the policy's own: ratio 1; each rank lined up its share's advantages.
+    for policy in (policy_one, policy_two):
+        assert policy["train/ratio_mean"] == pytest.approx(1.0, abs=1e-4) and policy["train/clip_frac"] == 0.0
+    assert policy_one["train/pg_loss"] == pytest.approx(policy_two["train/pg_loss"], rel=1e-4, abs=1e-6)
+    assert policy_one["train/entropy"] == pytest.approx(policy_two["train/entropy"], rel=1e-4)

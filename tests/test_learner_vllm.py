@@ -5,9 +5,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from learner_fixtures import trajectory, write_colour_mp4
-from vo3rl.train.config import LearnerConfig
+
+from vo3rl.config.learner import LearnerConfig
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).parent / "scripts" / "vllm_generate.py"

@@ -2,8 +2,14 @@
 import pytest
 
 from vo3rl.rewards.answer import (
-    box_iou, choice_reward, free_form_reward, interval_iou, rouge_scores, spatial_answer_reward,
-    temporal_answer_reward, tg_mcq_reward,
+    box_iou,
+    choice_reward,
+    free_form_reward,
+    interval_iou,
+    rouge_scores,
+    spatial_answer_reward,
+    temporal_answer_reward,
+    tg_mcq_reward,
 )
 from vo3rl.rewards.stem import stem
 

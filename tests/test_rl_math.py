@@ -1,11 +1,12 @@
 """RL maths against values worked out by hand (methods.md section 5)."""
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from vo3rl.rl.advantages import get_advantage, grpo_advantages, per_token
+from vo3rl.rl.advantages import get_advantage, grpo_advantages
 from vo3rl.rl.losses import GlobalCounts, LossConfig, PolicyBatch, aggregate, get_policy_loss, kl_penalty
 from vo3rl.rl.sampling import DynamicBatch, informative
 
@@ -23,13 +24,15 @@ def test_group_advantages_by_hand():
         get_advantage("ppo-gae")
 
 
-def test_advantage_goes_only_to_trained_tokens():
-    masks = [np.array([0, 1, 1, 0, 1], bool), np.zeros(3, bool)]  # second: exceeded, nothing trained
-    tokens = per_token(np.array([0.5, -2.0]), masks)
-    np.testing.assert_array_equal(tokens[0], [0, 0.5, 0.5, 0, 0.5])
-    np.testing.assert_array_equal(tokens[1], [0, 0, 0])
-    with pytest.raises(ValueError):
-        per_token(np.array([1.0]), masks)
+def test_advantage_reaches_only_trained_tokens():
+    """The loss gives gradient where the mask is set and nowhere else: not prompt or observation
+    tokens, and nothing of an exceeded trajectory (its mask is empty)."""
+    cfg = LossConfig(name="grpo", aggregation="token-mean")
+    mask = [[0, 1, 1, 0, 1], [0, 0, 0, 0, 0]]
+    b = batch([[-1.0] * 5, [-1.0] * 5], [[-1.0] * 5, [-1.0] * 5], [0.5, -2.0], mask)
+    loss, _ = get_policy_loss("grpo")(b, cfg, GlobalCounts(tokens=3, sequences=1))
+    loss.backward()
+    np.testing.assert_allclose(b.logp.grad.numpy(), [[0, -0.5 / 3, -0.5 / 3, 0, -0.5 / 3], [0, 0, 0, 0, 0]])
 
 
 def batch(logp, old, adv, mask, ref=None):
@@ -116,11 +119,15 @@ def test_kl_estimators_by_hand():
 def test_dynamic_sampling_drops_flat_groups_and_refills():
     keep = informative([1, 1, 1, 0, 0.5], [0, 0, 1, 1, 2])
     np.testing.assert_array_equal(keep, [False, False, True, True, False])
+
+    def group(*rewards):
+        return SimpleNamespace(rewards=list(rewards))
+
     batch_ = DynamicBatch(wanted=2, max_rounds=3)
-    batch_.offer([[(1.0, "a"), (1.0, "b")], [(1.0, "c"), (0.0, "d")]])
+    batch_.offer([group(1.0, 1.0), group(1.0, 0.0)])
     assert len(batch_.groups) == 1 and batch_.dropped == 1 and not batch_.done
-    batch_.offer([[(0.0, "e"), (0.0, "f")], [(0.2, "g"), (0.9, "h")], [(0.0, "i"), (3.0, "j")]])
-    assert batch_.done and len(batch_.groups) == 2 and batch_.dropped == 2
+    batch_.offer([group(0.0, 0.0), group(0.2, 0.9), group(0.0, 3.0)])
+    assert batch_.done and [g.rewards for g in batch_.groups] == [[1.0, 0.0], [0.2, 0.9]] and batch_.dropped == 2
     bounded = DynamicBatch(wanted=5, max_rounds=1)
-    bounded.offer([[(1.0, "x"), (1.0, "y")]])
+    bounded.offer([group(1.0, 1.0)])
     assert bounded.done and bounded.groups == [] and bounded.dropped == 1

@@ -9,8 +9,8 @@ import pytest
 import ray
 
 from vo3rl.agent.trajectory import Trajectory
+from vo3rl.config.rollout import RolloutConfig
 from vo3rl.data.schema import Sample
-from vo3rl.rollout.config import RolloutConfig
 from vo3rl.rollout.service import RolloutBatch
 from vo3rl.video.types import VideoRef
 from vo3rl.workers.rollout import RolloutGroup, rollout_config

@@ -1,9 +1,9 @@
 """Contexts as vLLM prompts: one pad per video, frames timed like the learner's, stable video ids."""
 import pytest
-
 from learner_fixtures import write_colour_mp4
-from vo3rl.agent.prompts import PromptTemplates
+
 from vo3rl.agent.render import TrajectoryBuilder
+from vo3rl.config.prompts import PromptTemplates
 from vo3rl.data.schema import Sample
 from vo3rl.rollout.engine_inputs import collapse_video_pads, count_pad_runs, engine_prompt, video_uuid
 from vo3rl.video.budgets import crop_spec, preset

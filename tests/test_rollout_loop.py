@@ -4,14 +4,14 @@ import math
 
 import numpy as np
 import pytest
-
 from learner_fixtures import write_colour_mp4
-from vo3rl.agent.prompts import PromptTemplates
+
+from vo3rl.agent.loop import LoopConfig, TurnOutput, TurnRequest, run_episode
 from vo3rl.agent.trajectory import Role
+from vo3rl.config.prompts import PromptTemplates
+from vo3rl.config.rollout import RolloutConfig
 from vo3rl.data.schema import Sample, Task
-from vo3rl.rollout.config import RolloutConfig
-from vo3rl.rollout.service import RolloutService, request_seed
-from vo3rl.rollout_loop import LoopConfig, TurnOutput, TurnRequest, run_episode
+from vo3rl.rollout.service import RolloutService, loop_config, request_seed
 from vo3rl.video.cache import DecodeCache
 from vo3rl.video.types import VideoRef
 
@@ -207,9 +207,9 @@ def test_config_checks_and_engine_args():
     with pytest.raises(ValueError, match="protocol"):
         RolloutConfig(protocol="other").validate()
     cfg = RolloutConfig(max_turns=6, eval_max_turns=8, kv_cache_gib=0.5, profile_video={"num_frames": 16})
-    assert cfg.loop_config("train").max_turns == 6 and cfg.loop_config("eval").max_turns == 8
+    assert loop_config(cfg, "train").max_turns == 6 and loop_config(cfg, "eval").max_turns == 8
     with pytest.raises(ValueError):
-        cfg.loop_config("test")
+        loop_config(cfg, "test")
     args = cfg.engine_args("/m")
     assert args["kv_cache_memory_bytes"] == 512 * 2**20
     assert args["limit_mm_per_prompt"]["video"] == {"count": 12, "num_frames": 16}
@@ -219,7 +219,7 @@ def test_config_checks_and_engine_args():
 def test_greedy_eval_scores_writes_every_episode_and_skips_bad_videos(tokenizer, video, tmp_path):
     import json
 
-    from vo3rl.train.greedy_eval import evaluate_episodes
+    from vo3rl.evaluation.greedy import evaluate_episodes
 
     engine = ScriptedEngine(tokenizer, lambda key, request: CALL if len(request.clips) == 1 else ANSWER)
     samples = [make_sample(video, "good"), make_sample(str(tmp_path / "gone.mp4"), "gone"),

@@ -7,13 +7,13 @@ import tempfile
 
 import numpy as np
 import pytest
-
 from learner_fixtures import write_colour_mp4
-from vo3rl.agent.prompts import PromptTemplates
+
 from vo3rl.agent.render import TrajectoryBuilder
 from vo3rl.agent.trajectory import Role
+from vo3rl.config.prompts import PromptTemplates
+from vo3rl.config.rollout import RolloutConfig
 from vo3rl.data.schema import Sample
-from vo3rl.rollout.config import RolloutConfig
 from vo3rl.video.budgets import preset
 from vo3rl.video.sampler import sample_clip
 from vo3rl.video.types import VideoRef
@@ -57,7 +57,7 @@ def make_sample(video, sample_id, question="What colour is shown?"):
 
 
 def learner_logprobs(model_dir, tokenizer, trajectories):
-    from vo3rl.train.config import LearnerConfig
+    from vo3rl.config.learner import LearnerConfig
     from vo3rl.train.learner import Learner
 
     learner = Learner(model_dir, LearnerConfig(dtype="fp32"), tokenizer=tokenizer)

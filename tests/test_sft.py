@@ -4,9 +4,9 @@ import json
 from dataclasses import replace
 
 import pytest
-
 from learner_fixtures import BUDGETS, three_video_example, write_colour_mp4
-from vo3rl.data.chat import ChatTurn, dumps_example
+
+from vo3rl.data.chat import dumps_example
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def presets():
 
 
 def test_bad_examples_are_skipped_and_counted(tokenizer, presets, tmp_path):
-    from vo3rl.train.sft_data import load_sft_trajectories
+    from vo3rl.sft.data import load_sft_trajectories
 
     video = write_colour_mp4(str(tmp_path / "v.mp4"))
     good = three_video_example(video, "good")
@@ -36,7 +36,7 @@ def test_bad_examples_are_skipped_and_counted(tokenizer, presets, tmp_path):
 
 
 def test_held_out_split_is_stable():
-    from vo3rl.train.sft_data import held_out
+    from vo3rl.sft.data import held_out
 
     ids = [f"s{i}" for i in range(2000)]
     chosen = [i for i in ids if held_out(i, 0.1)]
@@ -45,7 +45,7 @@ def test_held_out_split_is_stable():
 
 
 def test_batch_order_is_reproducible_and_covers_every_example():
-    from vo3rl.sft import batch_order
+    from vo3rl.sft.driver import batch_order
 
     order = batch_order(10, 4, 5, seed=3)
     assert order == batch_order(10, 4, 5, seed=3) and order != batch_order(10, 4, 5, seed=4)
@@ -56,7 +56,7 @@ def test_batch_order_is_reproducible_and_covers_every_example():
 
 def test_sft_driver_trains_checkpoints_and_resumes(tokenizer, tiny_model_dir, tmp_path):
     from vo3rl.config import load_recipe
-    from vo3rl.sft import run_sft
+    from vo3rl.orchestration.sft_run import train as run_sft
     from vo3rl.train.checkpoint import validate_checkpoint
 
     videos = [write_colour_mp4(str(tmp_path / f"v{i}.mp4"), seed=i) for i in range(2)]

@@ -3,9 +3,9 @@ rows can and cannot see."""
 import numpy as np
 import pytest
 import torch
-
 from learner_fixtures import trajectory, write_colour_mp4
-from vo3rl.tdam import Block, tdam_blocks, tdam_mask
+
+from vo3rl.train.tdam import Block, tdam_blocks, tdam_mask
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,9 @@ def test_mask_spans_on_a_real_trajectory_follow_the_rules(tokenizer, traj):
 
 
 def test_a_single_video_trajectory_is_not_masked(tokenizer, video):
-    from vo3rl.agent.render import from_sft_example
     from learner_fixtures import clip_for, three_video_example
+
+    from vo3rl.agent.render import from_sft_example
 
     example = three_video_example(video)
     example.turns = [example.turns[0], example.turns[-1]]  # answer directly: one video
@@ -86,8 +87,8 @@ def test_one_layer_model_blocked_rows_ignore_the_blocked_video(tokenizer, traj, 
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from vo3rl.model.tiny import TinyModelConfig, build_processor, build_tiny_model
+    from vo3rl.model.video_inputs import VideoMaterialiser
     from vo3rl.train.batch import build_batch
-    from vo3rl.train.vision import VideoMaterialiser
 
     model_dir = build_tiny_model(tmp_path / "one_layer", TinyModelConfig(text_layers=1))
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, attn_implementation="sdpa").eval()

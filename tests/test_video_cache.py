@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import pytest
-
 from video_fixtures import index_of, write_cfr_mp4
+
 from vo3rl.video.budgets import crop_spec, preset
 from vo3rl.video.cache import DecodeCache
 from vo3rl.video.sampler import sample_clip

@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from video_fixtures import index_of, write_cfr_mp4, write_frame_folder, write_mp4
+
 from vo3rl.video.budgets import crop_spec, preset
 from vo3rl.video.cache import DecodeCache
 from vo3rl.video.resize import PatchBudget, frame_size_for_budget, patch_budget, smart_resize, vision_tokens

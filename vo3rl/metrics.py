@@ -8,7 +8,11 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from vo3rl.log import get_logger
+from vo3rl.video.sampler import sample_clip
+from vo3rl.video.types import VideoError
 
 log = get_logger(__name__)
 
@@ -66,11 +70,6 @@ class MetricsLog:
 def frame_strip(trajectory, max_frames: int = 4, cache=None):
     """uint8 [H, W*k, 3]: up to `max_frames` frames of each video the trajectory saw, side by side,
     re-sampled from the references exactly as the model saw them; None when a video cannot be read."""
-    import numpy as np
-
-    from vo3rl.video.sampler import sample_clip
-    from vo3rl.video.types import VideoError
-
     strips = []
     for span in trajectory.videos:
         try:

@@ -1,6 +1,7 @@
 """Learner workers: one Ray actor per FSDP2 rank, placed by a placement group, the ranks forming one
-process group (gloo on CPU, NCCL on GPU). Each actor hosts a `vo3rl.train.learner.Learner`; this file
-only starts them and fans calls out.
+process group (gloo on CPU, NCCL on GPU). Each actor hosts a `vo3rl.train.learner.Learner` and runs
+the learner contract's methods on it (`LearnerWorker.call`); `LearnerGroup` is the contract for the
+whole group: it splits a batch over the ranks and merges their answers.
 
     group = LearnerGroup(model_path, LearnerConfig(ranks=2), total_steps=100)
     metrics = group.train_step(trajectories, loss="sft")     # split over ranks, normalised globally
@@ -10,13 +11,26 @@ only starts them and fans calls out.
 """
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import asdict
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
+import numpy as np
 import ray
+import torch
+import torch.distributed as dist
+from ray.util.placement_group import placement_group, remove_placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-from vo3rl.train.config import LearnerConfig
+from vo3rl.config.learner import LearnerConfig
+from vo3rl.log import setup_logging
+from vo3rl.rl.policy_loss import register_rl_losses
+from vo3rl.train import fsdp
+from vo3rl.train.batch import n_trained_tokens
+from vo3rl.train.contract import CONTRACT_METHODS
+from vo3rl.train.losses import LossInputs
 
 
 def _free_port() -> int:
@@ -27,19 +41,13 @@ def _free_port() -> int:
 
 @ray.remote
 class LearnerWorker:
-    """One rank. Methods mirror `Learner`; trajectories arrive as pickled `Trajectory` objects."""
+    """One rank. `call(method, ...)` runs a learner-contract method on this rank's `Learner`;
+    trajectories arrive as pickled `Trajectory` objects."""
 
     def __init__(self, rank: int, world_size: int, master_addr: str, master_port: int, model_path: str,
                  cfg: dict, total_steps: int, log_level: str = "INFO"):
-        import os
-
-        from vo3rl.log import setup_logging
-        from vo3rl.train import fsdp
+        # The model code (transformers) loads in the rank's process only, not in the driver's.
         from vo3rl.train.learner import Learner
-
-        import vo3rl.rl.policy_loss  # noqa: F401  (RL's "policy" loss registers with the learner here)
-
-        import torch
 
         setup_logging(log_level)
         # As many compute threads as CPUs this rank was given, so ranks do not oversubscribe the node.
@@ -49,37 +57,21 @@ class LearnerWorker:
         config = LearnerConfig(**cfg)
         if world_size > 1:
             fsdp.init_process_group(rank, world_size, master_addr, master_port, config.backend)
+        register_rl_losses()  # the RL stage's "policy" loss, for train_step(loss="policy")
         self.learner = Learner(model_path, config, total_steps)
 
     def node_ip(self) -> str:
         return ray.util.get_node_ip_address()
 
-    def train_step(self, trajectories, global_tokens: int, loss: str, loss_on: str, use_tdam: bool,
-                   extras: dict | None = None) -> dict:
-        return self.learner.train_step(trajectories, global_tokens, loss, loss_on, use_tdam, extras)
-
-    def logprobs(self, trajectories, with_entropy: bool, loss_on: str, use_tdam: bool):
-        return self.learner.logprobs(trajectories, with_entropy, loss_on, use_tdam)
-
-    def reset_schedule(self, total_steps: int, lr: float | None, warmup_ratio: float | None) -> None:
-        self.learner.reset_schedule(total_steps, lr, warmup_ratio)
-
-    def use_tdam(self, ratio: float | None) -> bool:
-        return self.learner.use_tdam(ratio)
-
-    def save_checkpoint(self, path: str, with_optimizer: bool, extra: dict | None) -> str:
-        return str(self.learner.save_checkpoint(path, with_optimizer, extra))
-
-    def load_checkpoint(self, path: str, with_optimizer: bool) -> dict:
-        return self.learner.load_checkpoint(path, with_optimizer)
-
-    def export_weights(self) -> dict:
-        weights = self.learner.export_weights()
-        return weights if self.learner.rank == 0 else {}
+    def call(self, method: str, *args, **kwargs) -> Any:
+        """`self.learner.<method>(*args, **kwargs)` for a method of the learner contract."""
+        if method not in CONTRACT_METHODS:
+            raise AttributeError(f"{method!r} is not a learner contract method; known: {', '.join(CONTRACT_METHODS)}")
+        return getattr(self.learner, method)(*args, **kwargs)
 
     def shutdown(self) -> None:
-        import torch.distributed as dist
-
+        """Shut the learner down and leave the process group this actor joined."""
+        self.learner.shutdown()
         if dist.is_initialized():
             dist.destroy_process_group()
 
@@ -98,13 +90,12 @@ def split_for_ranks(items: Sequence, ranks: int, sizes: Sequence[int] | None = N
 
 class LearnerGroup:
     """The learner ranks of one run, in a placement group (one bundle per rank: `cpus_per_rank` CPUs,
-    and a GPU each when `gpus_per_rank` > 0)."""
+    and a GPU each when `gpus_per_rank` > 0). Implements `vo3rl.train.contract.PolicyLearner`:
+    `train_step` and `logprobs` split the batch over the ranks (balanced by tokens) and merge; every
+    other method runs on all ranks (they are collectives) and returns rank 0's answer."""
 
     def __init__(self, model_path: str, cfg: LearnerConfig, total_steps: int = 1, cpus_per_rank: float = 1,
                  gpus_per_rank: float = 0, log_level: str = "INFO"):
-        from ray.util.placement_group import placement_group
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
         cfg.validate()
         self.cfg = cfg
         bundle = {"CPU": cpus_per_rank} | ({"GPU": gpus_per_rank} if gpus_per_rank else {})
@@ -121,19 +112,25 @@ class LearnerGroup:
         ]
         ray.get([w.node_ip.remote() for w in self.workers])  # wait until every rank is up
 
-    def _all(self, method: str, *args) -> list:
-        return ray.get([getattr(w, method).remote(*args) for w in self.workers])
+    def _on_all_ranks(self, method: str, *args, **kwargs) -> Any:
+        """Run the contract's `method` with the same arguments on every rank; rank 0's answer."""
+        return ray.get([w.call.remote(method, *args, **kwargs) for w in self.workers])[0]
+
+    def _shares(self, trajectories: list) -> list[list[int]]:
+        """Indices of `trajectories` for each rank, balanced by length in tokens."""
+        return split_for_ranks(list(range(len(trajectories))), len(self.workers), [len(t) for t in trajectories])
 
     def train_step(self, trajectories: list, loss: str = "sft", loss_on: str = "assistant",
-                   use_tdam: bool = False, extras: dict | None = None) -> dict:
-        """One optimizer step over the global batch `trajectories`. Returns the global mean loss and
-        the ranks' summed token counts."""
-        from vo3rl.train.batch import n_trained_tokens
-
+                   use_tdam: bool = False, inputs: LossInputs | None = None) -> dict:
+        """One optimizer step over the global batch `trajectories` (see `PolicyLearner.train_step`); each
+        rank gets its share and `inputs.select(its indices)`. Returns the global mean loss, the ranks'
+        summed token counts and loss sums, the slowest rank's seconds, rank 0's other metrics."""
         global_tokens = n_trained_tokens(trajectories, loss_on)
-        shares = split_for_ranks(trajectories, len(self.workers), [len(t) for t in trajectories])
-        results = ray.get([w.train_step.remote(share, global_tokens, loss, loss_on, use_tdam, extras)
-                           for w, share in zip(self.workers, shares)])
+        shares = self._shares(trajectories)
+        results = ray.get([
+            w.call.remote("train_step", [trajectories[i] for i in share], loss, loss_on, use_tdam,
+                          inputs.select(share) if inputs is not None else None, global_tokens=global_tokens)
+            for w, share in zip(self.workers, shares)])
         merged = dict(results[0])
         for key in {"loss", "tokens", "padded_tokens"} | {k for r in results for k in r if k.startswith("sum/")}:
             merged[key] = sum(r.get(key, 0.0) for r in results)
@@ -141,39 +138,38 @@ class LearnerGroup:
         merged["trained_tokens"] = global_tokens
         return merged
 
-    def logprobs(self, trajectories: list, with_entropy: bool = True, loss_on: str = "all", use_tdam: bool = False):
+    def logprobs(self, trajectories: list, with_entropy: bool = True, loss_on: str = "all",
+                 use_tdam: bool = False) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         """Per trajectory (input order) log-probs and entropies, as `Learner.logprobs`."""
-        ranks = len(self.workers)
-        index_shares = split_for_ranks(list(range(len(trajectories))), ranks, [len(t) for t in trajectories])
-        results = ray.get([w.logprobs.remote([trajectories[i] for i in share], with_entropy, loss_on, use_tdam)
-                           for w, share in zip(self.workers, index_shares)])
+        shares = self._shares(trajectories)
+        results = ray.get([w.call.remote("logprobs", [trajectories[i] for i in share], with_entropy, loss_on, use_tdam)
+                           for w, share in zip(self.workers, shares)])
         logprobs, entropy = [None] * len(trajectories), [None] * len(trajectories)
-        for share, (lp, ent) in zip(index_shares, results):
+        for share, (lp, ent) in zip(shares, results):
             for j, i in enumerate(share):
                 logprobs[i] = lp[j]
                 entropy[i] = ent[j] if ent is not None else None
         return logprobs, entropy if with_entropy else None
 
     def reset_schedule(self, total_steps: int, lr: float | None = None, warmup_ratio: float | None = None) -> None:
-        self._all("reset_schedule", total_steps, lr, warmup_ratio)
+        self._on_all_ranks("reset_schedule", total_steps, lr, warmup_ratio)
 
     def use_tdam(self, ratio: float | None = None) -> bool:
-        return self._all("use_tdam", ratio)[0]
+        return self._on_all_ranks("use_tdam", ratio)
 
-    def save_checkpoint(self, path: str, with_optimizer: bool = True, extra: dict | None = None) -> str:
-        return self._all("save_checkpoint", str(path), with_optimizer, extra)[0]
+    def save_checkpoint(self, path: str | Path, with_optimizer: bool = True, extra: dict | None = None) -> str:
+        return self._on_all_ranks("save_checkpoint", str(path), with_optimizer, extra)
 
-    def load_checkpoint(self, path: str, with_optimizer: bool = True) -> dict:
-        return self._all("load_checkpoint", str(path), with_optimizer)[0]
+    def load_checkpoint(self, path: str | Path, with_optimizer: bool = True) -> dict:
+        return self._on_all_ranks("load_checkpoint", str(path), with_optimizer)
 
     def export_weights(self) -> dict:
-        return self._all("export_weights")[0]
+        return self._on_all_ranks("export_weights")
 
     def shutdown(self) -> None:
-        from ray.util.placement_group import remove_placement_group
-
+        """Stop every rank (leaving the process group), then free their placement."""
         try:
-            self._all("shutdown")
+            ray.get([w.shutdown.remote() for w in self.workers])
         finally:
             for worker in self.workers:
                 ray.kill(worker)

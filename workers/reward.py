@@ -19,8 +19,8 @@ from vo3rl.rewards import RewardConfig
 @ray.remote(num_cpus=0)  # scoring takes microseconds and a judge call waits on HTTP: no CPU reserved
 class RewardWorker:
     def __init__(self, cfg: dict, log_level: str = "INFO"):
+        from vo3rl.config.reward import JudgeConfig
         from vo3rl.log import setup_logging
-        from vo3rl.rewards.compose import JudgeConfig
 
         setup_logging(log_level)
         judge = JudgeConfig(**cfg.pop("judge", {}))

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import ray
 
+from vo3rl.config.rollout import RolloutConfig
 from vo3rl.log import get_logger
-from vo3rl.rollout.config import RolloutConfig
 
 log = get_logger(__name__)
 
@@ -41,7 +41,7 @@ class RolloutWorker:
 
     def __init__(self, model_path: str, cfg: dict, presets: dict | None = None, templates: dict | None = None,
                  cache_mb: int = 512, log_level: str = "INFO"):
-        from vo3rl.agent.prompts import PromptTemplates
+        from vo3rl.config.prompts import PromptTemplates
         from vo3rl.log import setup_logging
         from vo3rl.rollout.service import RolloutService
         from vo3rl.rollout.vllm_engine import VLLMEngine
@@ -75,12 +75,6 @@ class RolloutWorker:
         the engine's weight version."""
         self.engine.update_weights(state_dict)
         return self.engine.weight_version
-
-    def reset_prefix_cache(self) -> bool:
-        return self.engine.reset_prefix_cache()
-
-    def engine_stats(self) -> dict:
-        return self.engine.stats.as_dict()
 
 
 def rollout_config(section) -> RolloutConfig:
@@ -193,9 +187,6 @@ class RolloutGroup:
     def ready(self, timeout_s: float = 60.0) -> list[dict]:
         """Every worker's health answer; raises GetTimeoutError when one does not answer in time."""
         return ray.get([w.ready.remote() for w in self.workers], timeout=timeout_s)
-
-    def reset_prefix_cache(self) -> None:
-        ray.get([w.reset_prefix_cache.remote() for w in self.workers])
 
     def shutdown(self) -> None:
         for worker in self.workers:

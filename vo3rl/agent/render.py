@@ -15,10 +15,19 @@ from typing import Callable
 import numpy as np
 
 from vo3rl.agent.parse import (
-    MIN_SEGMENT_S, NO_ACTION, STRATEGIES, ToolCallParse, TurnKind, classify_turn, parse_tool_call,
+    MIN_SEGMENT_S,
+    NO_ACTION,
+    STRATEGIES,
+    ToolCallParse,
+    TurnKind,
+    classify_turn,
+    parse_tool_call,
 )
 from vo3rl.agent.prompts import (
-    PromptTemplates, render_clip_observation, render_question, system_prompt,
+    PromptTemplates,
+    render_clip_observation,
+    render_question,
+    system_prompt,
 )
 from vo3rl.agent.tools import Observation
 from vo3rl.agent.trajectory import Role, TagTokens, Trajectory, VideoSpan, tag_token_spans

@@ -11,6 +11,7 @@ from typing import Callable, Protocol
 
 from vo3rl.agent.parse import ParseError, ToolCall, ToolCallParse
 from vo3rl.agent.prompts import PromptTemplates, render_clip_observation, render_error
+from vo3rl.registry import Registry
 from vo3rl.video.budgets import crop_spec
 from vo3rl.video.cache import DecodeCache
 from vo3rl.video.sampler import sample_clip
@@ -44,31 +45,22 @@ class Tool(Protocol):
     ) -> Observation: ...
 
 
-_TOOLS: dict[str, Tool] = {}
+TOOLS: Registry[Tool] = Registry("tool")
 
 
 def register_tool(name: str) -> Callable[[Tool], Tool]:
     """Decorator: make a tool callable as `name`. Raises ValueError if the name is taken."""
-
-    def register(fn: Tool) -> Tool:
-        if name in _TOOLS and _TOOLS[name] is not fn:
-            raise ValueError(f"a tool named {name!r} is already registered")
-        _TOOLS[name] = fn
-        return fn
-
-    return register
+    return TOOLS.register(name)
 
 
 def get_tool(name: str) -> Tool:
-    """The tool registered as `name`. Raises KeyError naming the known tools."""
-    try:
-        return _TOOLS[name]
-    except KeyError:
-        raise KeyError(f"no tool named {name!r}; registered: {sorted(_TOOLS)}") from None
+    """The tool registered as `name`. Raises UnknownName (a KeyError) naming the known tools."""
+    return TOOLS.get(name)
 
 
 def tool_names() -> tuple[str, ...]:
-    return tuple(sorted(_TOOLS))
+    """The registered tool names, sorted."""
+    return TOOLS.names()
 
 
 def error_observation(error: ParseError, templates: PromptTemplates) -> Observation:

@@ -75,14 +75,30 @@ def tag_token_spans(token_bytes: list[bytes], turn: int, offset: int = 0, tags=T
     return spans
 
 
-_PACKED = (("token_ids", np.int32), ("roles", np.uint8), ("logprobs", np.float32),
-           ("old_logprobs", np.float32), ("ref_logprobs", np.float32))
+def pack_array(array: np.ndarray | None, dtype) -> bytes | None:
+    """`array` as zlib-compressed bytes of `dtype` (None stays None): how per-token arrays cross process
+    boundaries (runs of video pads and of NaN log-probs compress to almost nothing)."""
+    if array is None:
+        return None
+    return zlib.compress(np.ascontiguousarray(array, dtype=dtype).tobytes(), 1)
+
+
+def unpack_array(packed: bytes | None, dtype) -> np.ndarray | None:
+    """The writable array `pack_array` packed (None stays None)."""
+    if packed is None:
+        return None
+    return np.frombuffer(zlib.decompress(packed), dtype=dtype).copy()
+
+
+_PACKED = (("token_ids", np.int32), ("roles", np.uint8), ("logprobs", np.float32))
 
 
 @dataclass
 class Trajectory:
-    """One episode. Arrays have one entry per token: `token_ids` int32, `roles` uint8 (Role),
-    `logprobs` float32 rollout log-probs (NaN where the token was not generated; None for SFT).
+    """One episode, as the rollout produced it (what the RL step computes from it, advantages and
+    behaviour log-probs, travels beside it in `vo3rl.rl.policy_loss.PolicyLossInputs`). Arrays have one
+    entry per token: `token_ids` int32, `roles` uint8 (Role), `logprobs` float32 rollout log-probs
+    (nats; NaN where the token was not generated; None for SFT).
 
     `assistant_texts` are the decoded assistant turns; `tool_calls` the valid calls in order;
     `turn_errors` the error kind of every turn that failed (invalid call, neither call nor answer,
@@ -103,12 +119,6 @@ class Trajectory:
     exceeded: bool = False
     exceeded_reason: str | None = None
     logprobs: np.ndarray | None = None
-    # Set by the RL step before the update: the group-relative advantage, and per-token log-probs of the
-    # behaviour policy as the learner computes them (`old_logprobs`) and of the frozen reference
-    # (`ref_logprobs`, only with KL); same layout as `logprobs`.
-    advantage: float = 0.0
-    old_logprobs: np.ndarray | None = None
-    ref_logprobs: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -137,13 +147,10 @@ class Trajectory:
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         for name, dtype in _PACKED:
-            array = state[name]
-            if array is not None:
-                state[name] = zlib.compress(np.ascontiguousarray(array, dtype=dtype).tobytes(), 1)
+            state[name] = pack_array(state[name], dtype)
         return state
 
     def __setstate__(self, state: dict) -> None:
         for name, dtype in _PACKED:
-            if state.get(name) is not None:
-                state[name] = np.frombuffer(zlib.decompress(state[name]), dtype=dtype).copy()
+            state[name] = unpack_array(state.get(name), dtype)
         self.__dict__.update(state)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vo3rl.config import load_recipe, to_yaml
+from vo3rl.config import to_yaml
 from vo3rl.log import get_logger, setup_logging
 
 log = get_logger(__name__)
@@ -20,7 +20,9 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 def recipe_from_args(args: argparse.Namespace):
     """Load and validate the recipe (raises RecipeError), set up logging, and save the resolved recipe
     next to the run's outputs so a run can always be reproduced from its folder."""
-    recipe = load_recipe(args.recipe, args.overrides)
+    from vo3rl.orchestration.checks import load_checked_recipe  # imports torch: not at parser-build time
+
+    recipe = load_checked_recipe(args.recipe, args.overrides)
     setup_logging(recipe.run.log_level)
     out = Path(recipe.run.output_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vo3rl.config import load_recipe, to_yaml
+    from vo3rl.config import to_yaml
+    from vo3rl.orchestration.checks import load_checked_recipe
 
-    print(to_yaml(load_recipe(args.recipe, args.overrides)), end="")
+    print(to_yaml(load_checked_recipe(args.recipe, args.overrides)), end="")
     return 0

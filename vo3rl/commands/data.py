@@ -59,8 +59,8 @@ def _synth(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    from vo3rl.config.synth import SynthConfig
     from vo3rl.data.synth import generate
-    from vo3rl.data.synth_config import SynthConfig
 
     try:
         merged = OmegaConf.merge(OmegaConf.structured(SynthConfig), OmegaConf.from_dotlist(args.knobs))

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vo3rl.commands.common import recipe_from_args
-    from vo3rl.evaluation import run_eval
+    from vo3rl.orchestration.eval_run import run_eval
 
     recipe = recipe_from_args(args)
     print(json.dumps(run_eval(recipe, args.model, args.limit), indent=2))

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from vo3rl.commands.common import recipe_from_args
-    from vo3rl.rl.driver import train
+    from vo3rl.orchestration.rl_run import train
 
     recipe = recipe_from_args(args)
     print(json.dumps(train(recipe), indent=2, default=str))

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vo3rl.commands.common import recipe_from_args
     from vo3rl.memory import PeakMemory
-    from vo3rl.pipeline import StageUnavailable, run_pipeline
+    from vo3rl.orchestration.pipeline import StageUnavailable, run_pipeline
 
     recipe = recipe_from_args(args)
     try:

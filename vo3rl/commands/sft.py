@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _prepare(recipe) -> None:
     """The tiny demo's inputs: synthesize the data and build the tiny model when they are missing."""
-    from vo3rl.pipeline import STAGES
+    from vo3rl.orchestration.pipeline import STAGES
 
     if any(not Path(stage.train).is_file() for stage in recipe.sft.stages):
         STAGES["data"](recipe)
@@ -29,8 +29,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from vo3rl.commands.common import recipe_from_args
-    from vo3rl.sft import run_sft
-
+    from vo3rl.orchestration.sft_run import train as run_sft
     from vo3rl.train.checkpoint import CheckpointError
 
     recipe = recipe_from_args(args)

@@ -37,9 +37,9 @@ def job_request(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    from vo3rl.config import load_recipe
+    from vo3rl.orchestration.checks import load_checked_recipe
 
-    recipe = load_recipe(args.recipe, args.overrides)  # RecipeError -> one line, exit 2
+    recipe = load_checked_recipe(args.recipe, args.overrides)  # RecipeError -> one line, exit 2
     if recipe.ray.address is None:
         print("vo3rl submit: note: the recipe has ray.address null; the job will start its own Ray inside the "
               "cluster's entrypoint process instead of using the cluster (set ray.address=auto)", file=sys.stderr)

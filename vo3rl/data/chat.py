@@ -16,11 +16,14 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Iterator
 
+from vo3rl.config.names import PROTOCOLS
+from vo3rl.data.jsonl import convert_rows
+from vo3rl.data.paths import resolve_video_path
 from vo3rl.data.sample_json import sample_from_dict, sample_to_dict
 from vo3rl.data.schema import Sample, SampleError
+from vo3rl.data.skips import SkipLog
 from vo3rl.video.budgets import PRESET_NAMES
 
-PROTOCOLS: tuple[str, ...] = ("video_o3", "open_o3")
 ROLES: tuple[str, ...] = ("user", "assistant")
 
 
@@ -116,10 +119,6 @@ def write_examples(path: str, examples: Iterable[SFTExample]) -> int:
 def read_examples(path: str, skips=None, data_root: str | None = None) -> Iterator[SFTExample]:
     """Examples from a JSONL file written by write_examples, video paths resolved against
     `data_root`. Bad lines are skipped and recorded in `skips` (a SkipLog; one is made if None)."""
-    from vo3rl.data.jsonl import convert_rows
-    from vo3rl.data.paths import resolve_video_path
-    from vo3rl.data.skips import SkipLog
-
     def convert(row: Any, row_id: str) -> SFTExample:
         example = example_from_dict(row)
         ref = example.sample.video

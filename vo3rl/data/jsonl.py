@@ -6,6 +6,8 @@ import json
 import os
 from typing import Any, Iterator
 
+from vo3rl.data.schema import SampleError
+
 
 def iter_rows(path: str, skips=None) -> Iterator[tuple[str, Any]]:
     """Rows of `path` by suffix: .parquet, .json (a list of objects) or JSONL (anything else).
@@ -57,8 +59,6 @@ def iter_parquet_rows(path: str, batch_rows: int = 1024) -> Iterator[tuple[str, 
 def convert_rows(path: str, convert, skips) -> Iterator[Any]:
     """convert(row, row_id) for every row of `path`; a row that raises is recorded in `skips`
     (a SkipLog: SampleError by its reason, anything else as bad_row) and the next row follows."""
-    from vo3rl.data.schema import SampleError
-
     for rid, row in iter_rows(path, skips):
         try:
             yield convert(row, rid)

@@ -7,6 +7,9 @@ Files are JSONL, a .json list, or .parquet (by suffix). `data_root` resolves rel
 and refuses paths that leave it. A bad row never stops a reader: it is skipped, counted by reason
 and named in `skips` (a SkipLog; pass one to read the counts afterwards). The row layouts are in
 the docstrings of seeker.py, stgr.py, bench.py, verl_rows.py, sample_json.py and chat.py.
+
+The formats are the registries `SAMPLE_FORMATS` and `SFT_FORMATS` (name -> reader function
+`(path, skips, data_root, **options)`); a new format is one `add` there.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from vo3rl.data.seeker import seeker_row_to_sample, seeker_sft_row_to_example
 from vo3rl.data.skips import SkipLog
 from vo3rl.data.stgr import stgr_row_to_example, stgr_row_to_sample
 from vo3rl.data.verl_rows import verl_row_to_sample
+from vo3rl.registry import Registry
 
 
 def _project_sample(row: Any, row_id: str, data_root: str | None) -> Sample:
@@ -33,15 +37,31 @@ def _project_sample(row: Any, row_id: str, data_root: str | None) -> Sample:
     return sample
 
 
-SAMPLE_FORMATS: dict[str, Callable[..., Sample]] = {
-    "seeker": seeker_row_to_sample,
-    "stgr": stgr_row_to_sample,
-    "verl": verl_row_to_sample,
-    "mcq": mcq_row_to_sample,
-    "vstar": vstar_row_to_sample,
-    "samples": _project_sample,
-}
-SFT_FORMATS: tuple[str, ...] = ("seeker_sft", "stgr_sft", "chat")
+# A reader: (path, skips, data_root, **options) -> the file's items; bad rows go to `skips`.
+SampleReader = Callable[..., Iterator[Sample]]
+SFTReader = Callable[..., Iterator[SFTExample]]
+SAMPLE_FORMATS: Registry[SampleReader] = Registry("sample format")
+SFT_FORMATS: Registry[SFTReader] = Registry("SFT format")
+
+
+def _row_reader(row_to_item: Callable[..., Any]) -> Callable[..., Iterator[Any]]:
+    """A reader that converts every row of a file with `row_to_item(row, row_id, data_root=…, **options)`."""
+
+    def read(path: str, skips: SkipLog, data_root: str | None = None, **options) -> Iterator[Any]:
+        return convert_rows(path, partial(row_to_item, data_root=data_root, **options), skips)
+
+    return read
+
+
+SAMPLE_FORMATS.add("seeker", _row_reader(seeker_row_to_sample))
+SAMPLE_FORMATS.add("stgr", _row_reader(stgr_row_to_sample))
+SAMPLE_FORMATS.add("verl", _row_reader(verl_row_to_sample))
+SAMPLE_FORMATS.add("mcq", _row_reader(mcq_row_to_sample))
+SAMPLE_FORMATS.add("vstar", _row_reader(vstar_row_to_sample))
+SAMPLE_FORMATS.add("samples", _row_reader(_project_sample))
+SFT_FORMATS.add("seeker_sft", _row_reader(seeker_sft_row_to_example))
+SFT_FORMATS.add("stgr_sft", _row_reader(stgr_row_to_example))
+SFT_FORMATS.add("chat", read_examples)  # the project's own chat JSONL: (path, skips, data_root)
 
 
 def _skip_log(skips: SkipLog | None, path: str) -> SkipLog:
@@ -50,25 +70,17 @@ def _skip_log(skips: SkipLog | None, path: str) -> SkipLog:
 
 def read_samples(path: str, fmt: str, data_root: str | None = None, skips: SkipLog | None = None, **options) -> Iterator[Sample]:
     """Samples of a row file in format `fmt`. `options` go to the row converter (mcq and vstar
-    take `video_ext`, mcq also `source`). Raises ValueError for an unknown format and
-    FileNotFoundError for a missing file; bad rows go to `skips`."""
-    if fmt not in SAMPLE_FORMATS:
-        raise ValueError(f"unknown sample format {fmt!r}; known: {', '.join(SAMPLE_FORMATS)}")
-    convert = partial(SAMPLE_FORMATS[fmt], data_root=data_root, **options)
-    yield from convert_rows(path, convert, _skip_log(skips, path))
+    take `video_ext`, mcq also `source`). Raises ValueError for an unknown format ("unknown sample
+    format 'x'; known: …") and FileNotFoundError for a missing file; bad rows go to `skips`."""
+    read = SAMPLE_FORMATS.get(fmt)
+    yield from read(path, _skip_log(skips, path), data_root, **options)
 
 
 def read_sft(path: str, fmt: str, data_root: str | None = None, skips: SkipLog | None = None) -> Iterator[SFTExample]:
-    """SFT examples of a file in format `fmt` (seeker_sft, stgr_sft, or the project's chat JSONL)."""
-    log = _skip_log(skips, path)
-    if fmt == "chat":
-        yield from read_examples(path, log, data_root)
-    elif fmt == "seeker_sft":
-        yield from convert_rows(path, partial(seeker_sft_row_to_example, data_root=data_root), log)
-    elif fmt == "stgr_sft":
-        yield from convert_rows(path, partial(stgr_row_to_example, data_root=data_root), log)
-    else:
-        raise ValueError(f"unknown SFT format {fmt!r}; known: {', '.join(SFT_FORMATS)}")
+    """SFT examples of a file in format `fmt` (seeker_sft, stgr_sft, or the project's chat JSONL).
+    Raises ValueError for an unknown format ("unknown SFT format 'x'; known: …")."""
+    read = SFT_FORMATS.get(fmt)
+    yield from read(path, _skip_log(skips, path), data_root)
 
 
 def read_seeker(path: str, data_root: str | None = None, skips: SkipLog | None = None) -> Iterator[Sample]:

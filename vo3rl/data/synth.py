@@ -20,10 +20,10 @@ from typing import Iterator
 
 import numpy as np
 
+from vo3rl.config.synth import SynthConfig
 from vo3rl.data.chat import SFTExample, dumps_example
 from vo3rl.data.schema import DataType, Sample
 from vo3rl.data.seeker import sample_to_seeker_row
-from vo3rl.data.synth_config import SynthConfig
 from vo3rl.data.synth_plan import VideoPlan, plan_video
 from vo3rl.data.synth_text import build_sample, open_o3_example, video_o3_example
 from vo3rl.data.synth_video import render_frames, write_mp4

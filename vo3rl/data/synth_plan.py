@@ -15,8 +15,8 @@ from itertools import permutations
 
 import numpy as np
 
+from vo3rl.config.synth import REGIONS, SynthConfig
 from vo3rl.data.schema import DataType
-from vo3rl.data.synth_config import COLOURS, REGIONS, SynthConfig
 from vo3rl.video.budgets import crop_spec
 from vo3rl.video.timeline import select_frames
 from vo3rl.video.types import SamplingSpec

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 
+from vo3rl.config.synth import SynthConfig
 from vo3rl.data.chat import ChatTurn, SFTExample, VideoUse
 from vo3rl.data.mcq import format_options
 from vo3rl.data.rowfields import SEEKER_SOURCE_NAMES, interval_text, seconds_text
 from vo3rl.data.schema import DataType, KeyFrame, Sample, Task
-from vo3rl.data.synth_config import SynthConfig
 from vo3rl.data.synth_plan import TOOL_TYPES, Event, QuestionPlan, VideoPlan
 from vo3rl.video.budgets import preset
 from vo3rl.video.resize import frame_size_for_budget, patch_budget

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vo3rl.data.synth_plan import BACKGROUNDS, COLOURS, Event, VideoPlan
+from vo3rl.config.synth import COLOURS
+from vo3rl.data.synth_plan import BACKGROUNDS, Event, VideoPlan
 
 
 def _mask(event: Event, shape: str, height: int, width: int) -> np.ndarray:

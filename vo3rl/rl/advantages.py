@@ -11,22 +11,17 @@ from typing import Callable
 
 import numpy as np
 
+from vo3rl.registry import Registry
+
+# (rewards [N], group ids [N], eps, ...) -> float64 advantages [N]
 AdvantageFn = Callable[..., np.ndarray]
-ADVANTAGE_ESTIMATORS: dict[str, AdvantageFn] = {}
-
-
-def register_advantage(name: str):
-    def register(fn: AdvantageFn) -> AdvantageFn:
-        ADVANTAGE_ESTIMATORS[name] = fn
-        return fn
-
-    return register
+ADVANTAGE_ESTIMATORS: Registry[AdvantageFn] = Registry("advantage estimator")  # `rl.advantage` picks one
+register_advantage = ADVANTAGE_ESTIMATORS.register
 
 
 def get_advantage(name: str) -> AdvantageFn:
-    if name not in ADVANTAGE_ESTIMATORS:
-        raise ValueError(f"unknown advantage estimator {name!r}; known: {', '.join(ADVANTAGE_ESTIMATORS)}")
-    return ADVANTAGE_ESTIMATORS[name]
+    """The estimator registered as `name`; raises UnknownName (a ValueError) listing the known ones."""
+    return ADVANTAGE_ESTIMATORS.get(name)
 
 
 def group_stats(rewards: np.ndarray, group_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -55,11 +50,3 @@ def grpo_advantages(rewards, group_ids, eps: float = 1e-6, scale_by_std: bool = 
 @register_advantage("grpo_no_std")
 def grpo_no_std_advantages(rewards, group_ids, eps: float = 1e-6) -> np.ndarray:
     return grpo_advantages(rewards, group_ids, eps=eps, scale_by_std=False)
-
-
-def per_token(advantages: np.ndarray, loss_masks: list[np.ndarray]) -> list[np.ndarray]:
-    """float32 per-token advantages: trajectory i's advantage on its trained tokens, 0 elsewhere
-    (prompt and observation tokens carry no advantage, and an exceeded trajectory's mask is empty)."""
-    if len(advantages) != len(loss_masks):
-        raise ValueError(f"{len(advantages)} advantages for {len(loss_masks)} trajectories")
-    return [np.where(mask, np.float32(a), np.float32(0.0)) for a, mask in zip(advantages, loss_masks)]

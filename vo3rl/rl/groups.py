@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from vo3rl.agent.trajectory import Trajectory
+from vo3rl.rewards import RewardResult
 
 
 def prompts_for(step: int, attempt: int, n_samples: int, per_step: int, seed: int) -> list[int]:
@@ -20,16 +24,43 @@ def prompts_for(step: int, attempt: int, n_samples: int, per_step: int, seed: in
     return out
 
 
-def form_groups(trajectories: list, results: list) -> tuple[list[list[tuple[float, tuple]]], int]:
-    """Groups of (reward, (trajectory, result)) by sample id and group index. A group in which any
-    reward term failed is dropped (returned count), so a broken reward never trains the policy."""
-    groups: dict[tuple, list] = defaultdict(list)
+@dataclass
+class Scored:
+    """One rolled-out trajectory and its reward."""
+
+    trajectory: Trajectory
+    result: RewardResult
+
+    @property
+    def reward(self) -> float:
+        return self.result.total
+
+
+@dataclass
+class Group:
+    """The trajectories of one prompt (same sample, same group index): the unit of the group-relative
+    advantage and of dynamic sampling."""
+
+    members: list[Scored] = field(default_factory=list)
+
+    @property
+    def rewards(self) -> list[float]:
+        return [m.reward for m in self.members]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+
+def form_groups(trajectories: list[Trajectory], results: list[RewardResult]) -> tuple[list[Group], int]:
+    """Groups by sample id and group index, in order of first appearance. A group in which any reward
+    term failed is dropped (returned count), so a broken reward never trains the policy."""
+    groups: dict[tuple, Group] = defaultdict(Group)
     for trajectory, result in zip(trajectories, results):
-        groups[(trajectory.sample_id, trajectory.group_index)].append((result.total, (trajectory, result)))
+        groups[(trajectory.sample_id, trajectory.group_index)].members.append(Scored(trajectory, result))
     kept, broken = [], 0
-    for members in groups.values():
-        if any(result.errors for _, (_, result) in members):
+    for group in groups.values():
+        if any(m.result.errors for m in group.members):
             broken += 1
         else:
-            kept.append(members)
+            kept.append(group)
     return kept, broken

@@ -18,20 +18,8 @@ from typing import Callable
 
 import torch
 
-AGGREGATIONS = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
-
-
-@dataclass
-class LossConfig:
-    """`name` picks the registered loss; clip bounds are ratios' distance from 1 (Video-o3: 0.2 / 0.3;
-    Open-o3's GSPO: 0.2 / 0.2). `kl_coef` 0 disables KL; `kl_estimator` is k1 or k3 (low-variance)."""
-
-    name: str = "grpo"
-    clip_low: float = 0.2
-    clip_high: float = 0.3
-    aggregation: str = "token-mean"
-    kl_coef: float = 0.0
-    kl_estimator: str = "k3"
+from vo3rl.config.rl import AGGREGATIONS, LossConfig
+from vo3rl.registry import Registry
 
 
 @dataclass
@@ -80,21 +68,13 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> to
 
 
 LossFn = Callable[[PolicyBatch, LossConfig, GlobalCounts], tuple[torch.Tensor, dict[str, float]]]
-POLICY_LOSSES: dict[str, LossFn] = {}
-
-
-def register_policy_loss(name: str):
-    def register(fn: LossFn) -> LossFn:
-        POLICY_LOSSES[name] = fn
-        return fn
-
-    return register
+POLICY_LOSSES: Registry[LossFn] = Registry("policy loss")  # `rl.loss.name` picks one
+register_policy_loss = POLICY_LOSSES.register
 
 
 def get_policy_loss(name: str) -> LossFn:
-    if name not in POLICY_LOSSES:
-        raise ValueError(f"unknown policy loss {name!r}; known: {', '.join(POLICY_LOSSES)}")
-    return POLICY_LOSSES[name]
+    """The policy loss registered as `name`; raises UnknownName (a ValueError) listing the known ones."""
+    return POLICY_LOSSES.get(name)
 
 
 def _clipped_objective(ratio: torch.Tensor, adv: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,7 +22,8 @@ def informative(rewards, group_ids, min_std: float = 1e-4) -> np.ndarray:
 @dataclass
 class DynamicBatch:
     """Collects groups of rewarded trajectories round by round until `wanted` informative groups are
-    in or `max_rounds` rounds have been offered. `groups` items are lists of (reward, payload)."""
+    in or `max_rounds` rounds have been offered. A group is anything with `rewards` (a list of floats),
+    e.g. `vo3rl.rl.groups.Group`."""
 
     wanted: int
     max_rounds: int
@@ -35,12 +36,12 @@ class DynamicBatch:
     def done(self) -> bool:
         return len(self.groups) >= self.wanted or self.rounds >= self.max_rounds
 
-    def offer(self, round_groups: list[list[tuple[float, object]]]) -> None:
+    def offer(self, round_groups: list) -> None:
         """Add one round's groups: keep the informative ones (up to `wanted`), count the rest."""
         self.rounds += 1
         for group in round_groups:
-            rewards = [reward for reward, _ in group]
-            if len(group) > 1 and np.std(rewards, ddof=1) >= self.min_std:
+            rewards = group.rewards
+            if len(rewards) > 1 and np.std(rewards, ddof=1) >= self.min_std:
                 if len(self.groups) < self.wanted:
                     self.groups.append(group)
             else:

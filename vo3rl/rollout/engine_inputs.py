@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import hashlib
 
-from vo3rl.train.vision import vllm_video_item
 from vo3rl.video.sources import file_key
+from vo3rl.video.timing import vllm_video_item
 from vo3rl.video.types import Clip, VideoError
 
 
@@ -50,7 +50,7 @@ def video_uuid(span, salt: str | None = None) -> str:
 def engine_prompt(context: list[int], clips: list[Clip], videos: list, pad_id: int,
                   salt: str | None = None) -> dict:
     """The vLLM prompt dict of a context: `prompt_token_ids` (pads collapsed), `multi_modal_data`
-    (frames timed as the learner times them, see `vo3rl.train.vision`) and `multi_modal_uuids`.
+    (frames timed as the learner times them, see `vo3rl.model.video_inputs`) and `multi_modal_uuids`.
     `videos` are the context's VideoSpans, in the order of `clips` (None: vLLM hashes that clip's
     frames). Raises ValueError when the
     context's video count does not match `clips`."""

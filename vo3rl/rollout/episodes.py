@@ -1,6 +1,6 @@
 """Many episodes at once over one stepping engine.
 
-Each episode is the loop of `vo3rl.rollout_loop.episode`: a generator that yields its next turn's
+Each episode is the loop of `vo3rl.agent.loop.episode`: a generator that yields its next turn's
 request and is sent the generated turn. This driver keeps the next turn of every live episode in the
 engine, so vLLM batches turns of different episodes, at different turns, in the same forward passes
 (continuous batching; no episode waits for the slowest one of a "round"). When a turn finishes, its
@@ -13,8 +13,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, Hashable, Protocol
 
+from vo3rl.agent.loop import EpisodeSteps, TurnOutput, TurnRequest
 from vo3rl.agent.trajectory import Trajectory
-from vo3rl.rollout_loop import EpisodeSteps, TurnOutput, TurnRequest
 from vo3rl.video.types import VideoError
 
 

@@ -13,17 +13,30 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from vo3rl.agent.prompts import PromptTemplates
+from vo3rl.agent.loop import LoopConfig, TurnRequest, episode
 from vo3rl.agent.render import TokenBytes
 from vo3rl.agent.trajectory import Trajectory
+from vo3rl.config.prompts import PromptTemplates
+from vo3rl.config.rollout import RolloutConfig
 from vo3rl.data.schema import Sample
-from vo3rl.rollout.config import RolloutConfig
 from vo3rl.rollout.episodes import run_episodes
-from vo3rl.rollout_loop import TurnRequest, episode
 from vo3rl.video.budgets import preset
 from vo3rl.video.cache import DecodeCache
 from vo3rl.video.sampler import sample_clip
 from vo3rl.video.types import VideoError
+
+MODES = ("train", "eval")
+
+
+def loop_config(cfg: RolloutConfig, mode: str, presets: dict[str, dict] | None = None) -> LoopConfig:
+    """The episode limits of `mode` ("train" or "eval"); `presets` are the recipe's sampling-preset
+    overrides (`video.presets`), shared with the learner so both sample the same frames."""
+    if mode not in MODES:
+        raise ValueError(f"rollout mode must be one of {MODES}, got {mode!r}")
+    turns = cfg.max_turns if mode == "train" else cfg.eval_max_turns
+    return LoopConfig(max_turns=turns, max_new_tokens=cfg.max_new_tokens, max_videos=cfg.max_videos,
+                      max_context=cfg.max_context, reserve_tokens=cfg.reserve_tokens,
+                      sampling=dict(presets or {}), protocol=cfg.protocol)
 
 
 @dataclass
@@ -76,7 +89,7 @@ class RolloutService:
                  group_offset: int = 0) -> RolloutBatch:
         """`n_per_sample` trajectories per sample. mode "train": the recipe's sampling and turn limit;
         "eval": greedy, the eval turn limit (its last turn forced to answer)."""
-        loop = self.cfg.loop_config(mode, self.presets)
+        loop = loop_config(self.cfg, mode, self.presets)
         start = time.perf_counter()
         call = self.calls
         self.calls += 1

@@ -22,10 +22,10 @@ import os
 from dataclasses import dataclass
 from typing import Hashable
 
+from vo3rl.agent.loop import STOP_STRINGS, TurnOutput, TurnRequest
+from vo3rl.config.rollout import RolloutConfig
 from vo3rl.log import get_logger
-from vo3rl.rollout.config import RolloutConfig
 from vo3rl.rollout.engine_inputs import engine_prompt
-from vo3rl.rollout_loop import STOP_STRINGS, TurnOutput, TurnRequest
 
 log = get_logger(__name__)
 
@@ -178,7 +178,7 @@ class VLLMEngine:
     def reset_stats(self) -> None:
         self.stats = EngineStats()
 
-    # -- one blocking turn (the `Engine` protocol of vo3rl.rollout_loop) ----------------------
+    # -- one blocking turn (the `Engine` protocol of vo3rl.agent.loop) ----------------------
     def generate(self, context: list[int], clips, max_new_tokens: int, stop: tuple[str, ...] = STOP_STRINGS,
                  videos=None) -> TurnOutput:
         """One greedy turn, blocking. `videos` (the VideoSpans) name the clips for vLLM's caches; without

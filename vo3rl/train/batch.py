@@ -12,9 +12,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vo3rl.tdam import Block, batch_mask, tdam_blocks
-from vo3rl.train.positions import mrope_positions
-from vo3rl.train.vision import VideoInputs
+from vo3rl.model.positions import mrope_positions
+from vo3rl.model.video_inputs import VideoInputs
+from vo3rl.train.tdam import Block, batch_mask, tdam_blocks
 
 
 @dataclass

@@ -1,10 +1,13 @@
 """Checkpoints: full HF directories (safetensors, loadable by `transformers` and `vllm serve`), plus
-per-rank optimizer/scheduler state, written atomically.
+per-rank optimizer/scheduler state and the driver's state, written by ONE writer (`write_checkpoint`)
+for SFT and RL alike.
 
-A checkpoint directory is complete when its `vo3rl_checkpoint.json` exists: it is written last, after
-the weights, config and processor files, and the whole directory is first written under a temporary
-name and renamed into place. Loading checks completeness and that the checkpoint's architecture and
-sizes are the current model's, and says what is wrong otherwise.
+A checkpoint directory is complete when its `vo3rl_checkpoint.json` marker exists. The writer puts
+everything (the learner's weights, config, processor files and optimizer shards, then
+`driver_state.json`) under a temporary name, fsyncs it, renames it into place, and only then writes
+the marker. A save killed at any moment leaves either the previous checkpoint or a directory without a
+marker, never a "complete" one that lacks a part. Loading checks completeness and that the
+checkpoint's architecture and sizes are the current model's, and says what is wrong otherwise.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import shutil
 from pathlib import Path
 
 MARKER = "vo3rl_checkpoint.json"
+TRAINER_STATE = "trainer_state.json"  # the learner's step, world size and the model's fingerprint
+DRIVER_STATE = "driver_state.json"  # where the driver loop was (SFT stage and step, RL step, seed)
 # Sizes that must agree for a checkpoint to be "this model".
 _SHAPE_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size",
                "intermediate_size")
@@ -45,7 +50,10 @@ def validate_checkpoint(path: str | Path, expected_config=None) -> dict:
     marker = path / MARKER
     if not marker.is_file():
         raise CheckpointError(f"checkpoint {path} is incomplete: no {MARKER} (the save did not finish)")
-    meta = json.loads(marker.read_text())
+    try:
+        meta = json.loads(marker.read_text())
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {path}: {MARKER} is not valid JSON ({exc})") from None
     if not (path / "config.json").is_file():
         raise CheckpointError(f"checkpoint {path} is incomplete: config.json is missing")
     index = path / "model.safetensors.index.json"
@@ -68,29 +76,75 @@ def validate_checkpoint(path: str | Path, expected_config=None) -> dict:
 
 def save_hf_checkpoint(model_class, config, state: dict, path: str | Path, source_dir: str | Path | None,
                        meta: dict, generation_config=None) -> Path:
-    """Write an HF directory from a full `state` (module key names) on the calling process (rank 0).
-    Processor and tokenizer files are copied from `source_dir` (the model the run started from)."""
+    """Write the HF files of a full `state` (module key names) into `path` on the calling process
+    (rank 0), with `meta` and the model's fingerprint in `trainer_state.json`. Processor and tokenizer
+    files are copied from `source_dir` (the model the run started from). Writes no marker: the
+    directory becomes a checkpoint only through `write_checkpoint`."""
     import torch
 
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    path.mkdir(parents=True, exist_ok=True)
     if source_dir is not None:
         for item in Path(source_dir).iterdir():
-            if item.is_file() and item.name not in (*_WEIGHT_FILES, "config.json", MARKER) \
-                    and not item.name.endswith(".safetensors"):
-                shutil.copy2(item, tmp / item.name)
+            if item.is_file() and item.name not in (*_WEIGHT_FILES, "config.json", MARKER, TRAINER_STATE, DRIVER_STATE) \
+                    and not item.name.endswith(".safetensors") and not item.name.startswith("optim_rank"):
+                shutil.copy2(item, path / item.name)
     with torch.device("meta"):
         skeleton = model_class(config)
     if generation_config is not None:
         skeleton.generation_config = generation_config
-    skeleton.save_pretrained(tmp, state_dict=state, safe_serialization=True)
-    (tmp / MARKER).write_text(json.dumps({**meta, **fingerprint(config)}, indent=2) + "\n")
+    skeleton.save_pretrained(path, state_dict=state, safe_serialization=True)
+    (path / TRAINER_STATE).write_text(json.dumps({**meta, **fingerprint(config)}, indent=2) + "\n")
+    return path
+
+
+def write_checkpoint(learner, path: str | Path, driver_state: dict, with_optimizer: bool = True) -> Path:
+    """THE checkpoint writer of SFT and RL. `learner` is any `vo3rl.train.contract.PolicyLearner`
+    (in-process or the Ray rank group); `driver_state` is what the driver needs to resume (JSON).
+    Writes `path` atomically (see the module docstring) and returns it."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    learner.save_checkpoint(str(tmp), with_optimizer, driver_state)
+    (tmp / DRIVER_STATE).write_text(json.dumps(driver_state, indent=2) + "\n")
+    trainer_state = json.loads((tmp / TRAINER_STATE).read_text())
+    _fsync_tree(tmp)
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
+    _fsync(path.parent)
+    marker_tmp = path / (MARKER + ".tmp")
+    marker_tmp.write_text(json.dumps({**trainer_state, "driver": driver_state}, indent=2) + "\n")
+    _fsync(marker_tmp)
+    os.replace(marker_tmp, path / MARKER)  # the commit point
+    _fsync(path)
     return path
+
+
+def read_driver_state(path: str | Path) -> dict:
+    """The driver state a complete checkpoint was written with. Raises CheckpointError."""
+    source = Path(path) / DRIVER_STATE
+    validate_checkpoint(path)
+    if not source.is_file():
+        raise CheckpointError(f"checkpoint {path} has no {DRIVER_STATE} (not written by a vo3rl driver)")
+    try:
+        return json.loads(source.read_text())
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint {path}: {DRIVER_STATE} is not valid JSON ({exc})") from None
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for item in sorted(root.rglob("*"), reverse=True):  # files before the folders holding them
+        _fsync(item)
+    _fsync(root)
 
 
 def optimizer_file(path: str | Path, rank: int) -> Path:

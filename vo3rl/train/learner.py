@@ -1,6 +1,6 @@
 """The learner of one rank: the policy (FSDP2-sharded when a process group exists), its optimizer and
-schedule, and the operations the SFT and RL drivers need. Pure torch; `workers/learner.py` hosts one per
-Ray actor, and a single-rank run uses it directly.
+schedule, and the operations of the learner contract (`vo3rl.train.contract.PolicyLearner`). Pure torch;
+`workers/learner.py` hosts one per Ray actor, and a single-rank run uses it directly, in process.
 
 Every rank gets its own share of the global batch. A train step divides each loss sum by the token count
 of the GLOBAL batch and multiplies by the world size (FSDP averages gradients over ranks), so one rank or
@@ -12,17 +12,22 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.distributed as dist
+from transformers import AutoConfig, AutoTokenizer, Qwen2_5_VLForConditionalGeneration
 
+from vo3rl.config.learner import LearnerConfig
 from vo3rl.log import get_logger
+from vo3rl.model.tiny import build_processor
+from vo3rl.model.tokenizer import build_tokenizer
+from vo3rl.model.video_inputs import VideoMaterialiser
 from vo3rl.train import checkpoint as ckpt
 from vo3rl.train import fsdp
-from vo3rl.train.batch import Batch, build_batch, micro_batches
-from vo3rl.train.config import LearnerConfig
+from vo3rl.train.batch import Batch, build_batch, micro_batches, n_trained_tokens
 from vo3rl.train.forward import install_scoring, score_targets
-from vo3rl.train.losses import get_loss, split_loss_output
+from vo3rl.train.losses import LossInputs, get_loss, split_loss_output
 from vo3rl.train.schedule import make_scheduler
-from vo3rl.train.vision import VideoMaterialiser
 
 log = get_logger(__name__)
 
@@ -34,21 +39,16 @@ def _device() -> torch.device:
 def _load_tokenizer(model_path: Path, build):
     """The tokenizer saved with the model (fast to load), else the one built from the BPE ranks."""
     if (model_path / "tokenizer.json").is_file():
-        from transformers import AutoTokenizer
-
         return AutoTokenizer.from_pretrained(model_path)
     return build()
 
 
 class Learner:
-    """Holds the policy of `model_path` (an HF Qwen2.5-VL directory). `total_steps` sizes the schedule."""
+    """Holds the policy of `model_path` (an HF Qwen2.5-VL directory). `total_steps` sizes the schedule.
+    Implements `PolicyLearner`; `train_step` also takes the global batch's token count when this
+    learner is one rank of several."""
 
     def __init__(self, model_path: str | Path, cfg: LearnerConfig, total_steps: int = 1, tokenizer=None):
-        from transformers import AutoConfig, Qwen2_5_VLForConditionalGeneration
-
-        from vo3rl.model.tiny import build_processor
-        from vo3rl.model.tokenizer import build_tokenizer
-
         cfg.validate()
         self.cfg = cfg
         self.model_path = Path(model_path)
@@ -119,8 +119,6 @@ class Learner:
         """Per trajectory, float32 numpy [N] log-probs of each token given the ones before (NaN at
         positions not scored: the first token, and with loss_on="assistant" every non-assistant token),
         and the entropies likewise (or None)."""
-        import numpy as np
-
         self.model.eval()
         out_lp = [np.full(len(t), np.nan, dtype=np.float32) for t in trajectories]
         out_ent = [np.full(len(t), np.nan, dtype=np.float32) for t in trajectories] if with_entropy else None
@@ -141,14 +139,19 @@ class Learner:
         return out_lp, out_ent
 
     # -- training -----------------------------------------------------------------------------
-    def train_step(self, trajectories, global_tokens: int, loss: str = "sft", loss_on: str = "assistant",
-                   use_tdam: bool = False, extras: dict | None = None, step_optimizer: bool = True) -> dict:
-        """Forward/backward over this rank's `trajectories` in micro-batches, then clip and step.
-        `global_tokens`: scored tokens of the whole global batch (all ranks). Returns metrics; `loss` is
-        this rank's share of the global mean (sum over ranks = the global mean loss). With
-        `extras["with_entropy"]`, the loss also gets the entropy of each scored token."""
+    def train_step(self, trajectories, loss: str = "sft", loss_on: str = "assistant", use_tdam: bool = False,
+                   inputs: LossInputs | None = None, *, global_tokens: int | None = None) -> dict:
+        """Forward/backward over this rank's `trajectories` in micro-batches, then clip and step (see
+        `PolicyLearner.train_step`). Each micro-batch's loss gets `inputs.select(its indices)`; with
+        `inputs.with_entropy` it also gets the entropy of each scored token.
+
+        `global_tokens`: trained tokens of the whole global batch, all ranks together (None: this call's
+        own, i.e. this learner is the only rank). Returns metrics; `loss` is this rank's share of the
+        global mean (sum over ranks = the global mean loss), `trained_tokens` is `global_tokens`."""
         loss_fn = get_loss(loss)
-        with_entropy = bool((extras or {}).get("with_entropy"))
+        if global_tokens is None:
+            global_tokens = n_trained_tokens(trajectories, loss_on)
+        with_entropy = inputs is not None and bool(inputs.with_entropy)
         self.model.train()
         start = time.perf_counter()
         scale = self.world_size / max(1, global_tokens)
@@ -158,12 +161,13 @@ class Learner:
         for index in range(n_calls - n_micro):  # this rank has fewer micro-batches than another
             self._gradient_sync(n_micro == 0 and index == n_calls - 1)
             self._padding_call(backward=True)
-        for index, (_, chosen, batch) in enumerate(self._batches(trajectories, loss_on, use_tdam)):
+        for index, (group, chosen, batch) in enumerate(self._batches(trajectories, loss_on, use_tdam)):
             # Reduce gradients across ranks once, on the last micro-batch.
             self._gradient_sync(index == n_micro - 1)
+            chosen_inputs = inputs.select(group) if inputs is not None else None
             with self._autocast():
                 scores = score_targets(self.model, batch, with_entropy, self.cfg.lm_head_chunk)
-                value, loss_metrics = split_loss_output(loss_fn(scores, batch, chosen, extras or {}))
+                value, loss_metrics = split_loss_output(loss_fn(scores, batch, chosen, chosen_inputs))
             (value * scale).backward()
             for key, amount in loss_metrics.items():
                 sums[f"sum/{key}"] = sums.get(f"sum/{key}", 0.0) + float(amount)
@@ -172,9 +176,9 @@ class Learner:
             padded += batch.input_ids.numel()
         metrics = {"loss": total, "tokens": tokens, "padded_tokens": padded, "tdam": float(use_tdam),
                    "lr": self.optimizer.param_groups[0]["lr"], **sums}
-        if step_optimizer:
-            metrics["grad_norm"] = self._clip_and_step()
+        metrics["grad_norm"] = self._clip_and_step()
         metrics["seconds"] = time.perf_counter() - start
+        metrics["trained_tokens"] = global_tokens
         return metrics
 
     def _gradient_sync(self, enabled: bool) -> None:
@@ -205,13 +209,15 @@ class Learner:
 
     # -- weights and checkpoints --------------------------------------------------------------
     def export_weights(self) -> dict:
-        """The full state dict on CPU (module key names), for the rollout engines. Collective."""
-        return fsdp.full_state_dict(self.model)
+        """The full state dict on CPU (module key names), for the rollout engines. Collective: every
+        rank must call it; only rank 0 gets the tensors, the others an empty dict (nothing to ship)."""
+        weights = fsdp.full_state_dict(self.model)
+        return weights if self.rank == 0 else {}
 
-    def save_checkpoint(self, path: str | Path, with_optimizer: bool = True, extra: dict | None = None) -> Path:
-        """HF directory (rank 0 writes weights) + each rank's optimizer state. Collective."""
-        import torch.distributed as dist
-
+    def save_checkpoint(self, path: str | Path, with_optimizer: bool = True, extra: dict | None = None) -> str:
+        """The files of a checkpoint at `path`: HF weights and config (rank 0) + each rank's optimizer
+        state; returns the directory. No completion marker: `vo3rl.train.checkpoint.write_checkpoint`
+        calls this under a temporary name and commits the result. Collective."""
         path = Path(path)
         state = fsdp.full_state_dict(self.model)
         if self.rank == 0:
@@ -225,13 +231,11 @@ class Learner:
                                 {"step": self.step, "rng": self._rng.getstate(), **(extra or {})})
         if fsdp.is_sharded():
             dist.barrier()
-        return path
+        return str(path)
 
     def load_checkpoint(self, path: str | Path, with_optimizer: bool = True) -> dict:
         """Load weights (and optimizer state) saved by `save_checkpoint`; returns the saved extras.
         Raises CheckpointError on an incomplete directory or another model's checkpoint."""
-        from transformers import Qwen2_5_VLForConditionalGeneration
-
         ckpt.validate_checkpoint(path, self.config)
         source = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
         fsdp.load_full_state_dict(self.model, source.state_dict())
@@ -243,3 +247,7 @@ class Learner:
             if "rng" in extra:
                 self._rng.setstate(extra["rng"])
         return extra
+
+    def shutdown(self) -> None:
+        """Nothing to release in process: the process group, when there is one, belongs to whoever
+        joined it (the Ray actor), and the model goes with this object."""

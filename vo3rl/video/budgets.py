@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import fields, replace
 
+from vo3rl.config.names import CROP_STRATEGIES
 from vo3rl.video.types import SamplingSpec
-
-CROP_STRATEGIES: tuple[str, ...] = ("coarse", "medium", "fine")
 
 _PRESETS: dict[str, SamplingSpec] = {
     "global": SamplingSpec(fps=2.0, max_frames=768, max_tokens=16384, min_tokens=512, max_tokens_per_patch=768),
@@ -47,3 +46,21 @@ def crop_spec(strategy: str, start_s: float, end_s: float, **overrides) -> Sampl
     if strategy not in CROP_STRATEGIES:
         raise ValueError(f"unknown sampling_strategy {strategy!r}; expected one of {', '.join(CROP_STRATEGIES)}")
     return preset(strategy, **overrides).window(start_s, end_s)
+
+
+_INT_SPEC_FIELDS = ("max_frames", "max_tokens", "min_tokens", "max_tokens_per_patch", "min_frames", "num_frames")
+
+
+def resolved_presets(overrides: dict[str, dict]) -> dict[str, SamplingSpec]:
+    """Every sampling preset with a recipe's `video.presets` overrides applied (name -> SamplingSpec).
+    Raises ValueError for an unknown preset or field, or a value that is not a number."""
+    unknown = sorted(set(overrides) - set(PRESET_NAMES))
+    if unknown:
+        raise ValueError(f"unknown preset(s) {unknown}; known: {', '.join(PRESET_NAMES)}")
+    for name, fields_of_preset in overrides.items():
+        for key, value in fields_of_preset.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ValueError(f"{name}.{key}: expected a number, got {value!r}")
+            if key in _INT_SPEC_FIELDS and value is not None and value != int(value):
+                raise ValueError(f"{name}.{key}: expected a whole number, got {value!r}")
+    return {name: preset(name, **overrides.get(name, {})) for name in PRESET_NAMES}

@@ -4,10 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from vo3rl.rollout_loop import LoopConfig
-
-PROTOCOLS = ("video_o3", "open_o3")
-MODES = ("train", "eval")
+from vo3rl.config.names import PROTOCOLS
 
 
 @dataclass
@@ -94,16 +91,6 @@ class RolloutConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"rollout: {message}")
-
-    def loop_config(self, mode: str, presets: dict[str, dict] | None = None) -> LoopConfig:
-        """The episode limits of `mode` ("train" or "eval"); `presets` are the recipe's sampling-preset
-        overrides (`video.presets`), shared with the learner so both sample the same frames."""
-        if mode not in MODES:
-            raise ValueError(f"rollout mode must be one of {MODES}, got {mode!r}")
-        turns = self.max_turns if mode == "train" else self.eval_max_turns
-        return LoopConfig(max_turns=turns, max_new_tokens=self.max_new_tokens, max_videos=self.max_videos,
-                          max_context=self.max_context, reserve_tokens=self.reserve_tokens,
-                          sampling=dict(presets or {}), protocol=self.protocol)
 
     def engine_args(self, model_path: str) -> dict[str, Any]:
         """Keyword arguments of vLLM's `EngineArgs` for `model_path` (an HF directory)."""

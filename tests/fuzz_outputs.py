@@ -131,9 +131,10 @@ def check_output(output, samples, configs, frame_size=(448, 336)) -> list[str]:
     each error a reward term swallowed). An empty list means the output was handled."""
     from vo3rl.agent import parse
     from vo3rl.agent.trajectory import tag_token_spans
-    from vo3rl.rewards import answer, clue, format as fmt, spatial, temporal, trajectory
-    from vo3rl.rewards.compose import score
     from vo3rl.data.schema import DataType
+    from vo3rl.rewards import answer, clue, spatial, temporal, trajectory
+    from vo3rl.rewards import format as fmt
+    from vo3rl.rewards.compose import score
 
     failures = []
     text = parse.as_text(output)

@@ -1,6 +1,6 @@
-"""Evaluation: greedy episodes with the evaluation turn limit (the last turn is told to answer) on the
-rollout workers, scored by the reward workers. The RL driver calls it before, during and after
-training; `vo3rl eval` calls it on any checkpoint."""
+"""Evaluation on the rollout and reward services: greedy episodes with the evaluation turn limit (the
+last turn is told to answer), scored, every episode kept. The RL run calls it before, during and after
+training; `vo3rl eval` (`vo3rl.orchestration.eval_run`) calls it on any checkpoint."""
 from __future__ import annotations
 
 import json
@@ -34,27 +34,4 @@ def evaluate(rollout, rewards, samples: list, episodes_path: str | Path | None =
         write_episodes(episodes_path, [episode_record(by_id[t.sample_id], t, r) for t, r in zip(trajectories, results)])
     metrics = {f"eval/{name.split('/', 1)[-1]}": value for name, value in rollout_metrics(trajectories, results).items()}
     metrics["eval/n"] = len(trajectories)
-    return metrics
-
-
-def run_eval(recipe, model_path: str | None = None, limit: int | None = None,
-             episodes_path: str | Path | None = None) -> dict:
-    """Evaluate `model_path` (default `model.path`) on `data.eval`; bad samples are skipped and counted.
-    Every episode goes to `episodes_path` (default `<run.output_dir>/eval_episodes.jsonl`)."""
-    from vo3rl.data.readers import read_samples
-    from vo3rl.data.skips import SkipLog
-    from vo3rl.ray_setup import start_ray
-    from vo3rl.workers.reward import RewardPool
-    from vo3rl.workers.rollout import RolloutGroup
-
-    skips = SkipLog("eval")
-    samples = list(read_samples(recipe.data.eval, recipe.data.format, data_root=recipe.data.root or None, skips=skips))
-    samples = samples[:limit] if limit else samples
-    start_ray(recipe.ray)
-    rollout = RolloutGroup(model_path or recipe.model.path, recipe, recipe.rl.rollout_workers)
-    rewards = RewardPool(recipe.reward, recipe.rl.reward_workers, recipe.rl.judge_concurrency, recipe.run.log_level)
-    episodes_path = episodes_path or Path(recipe.run.output_dir) / "eval_episodes.jsonl"
-    metrics = evaluate(rollout, rewards, samples, episodes_path)
-    metrics["eval/skipped_rows"] = skips.total
-    metrics["eval/skipped_videos"] = sum(rollout.skipped.values())
     return metrics

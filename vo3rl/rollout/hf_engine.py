@@ -1,7 +1,7 @@
 """A greedy `Engine` on a transformers Qwen2.5-VL, for evaluation inside SFT (no vLLM needed).
 
-Positions are the learner's (`vo3rl.train.positions`) and videos are timed as the rollout times them
-(`vo3rl.train.vision`), so what this engine generates is what the learner would score. Each turn
+Positions are the learner's (`vo3rl.model.positions`) and videos are timed as the rollout times them
+(`vo3rl.model.video_inputs`), so what this engine generates is what the learner would score. Each turn
 prefills the whole context (contexts of the tiny demo are a few hundred tokens), then decodes with a
 KV cache.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from vo3rl.rollout_loop import STOP_STRINGS, TurnOutput
-from vo3rl.train.positions import mrope_positions
-from vo3rl.train.vision import VideoMaterialiser
+from vo3rl.agent.loop import STOP_STRINGS, TurnOutput
+from vo3rl.model.positions import mrope_positions
+from vo3rl.model.video_inputs import VideoMaterialiser
 
 
 def _pad_runs(ids: np.ndarray, pad_id: int) -> list[int]:

@@ -10,19 +10,17 @@ from typing import Callable
 
 from vo3rl.config.schema import Recipe
 from vo3rl.log import get_logger
+from vo3rl.registry import Registry
 
 log = get_logger(__name__)
 
-StageFn = Callable[[Recipe], dict]
-STAGES: dict[str, StageFn] = {}
+StageFn = Callable[[Recipe], dict]  # the recipe -> the stage's summary (JSON-able)
+STAGES: Registry[StageFn] = Registry("stage")
 
 
-def stage(name: str):
-    def register(fn: StageFn) -> StageFn:
-        STAGES[name] = fn
-        return fn
-
-    return register
+def stage(name: str) -> Callable[[StageFn], StageFn]:
+    """Decorator: register a stage function as `name` (a `run.stages` entry)."""
+    return STAGES.register(name)
 
 
 class StageUnavailable(RuntimeError):
@@ -59,7 +57,7 @@ def build_model_stage(recipe: Recipe) -> dict:
 
 @stage("sft")
 def sft_stage(recipe: Recipe) -> dict:
-    from vo3rl.sft import run_sft
+    from vo3rl.orchestration.sft_run import train as run_sft
 
     summary = run_sft(recipe)
     keep = {"checkpoint": summary["checkpoint"], "train_s": round(summary["train_seconds"], 1)}
@@ -72,7 +70,7 @@ def sft_stage(recipe: Recipe) -> dict:
 
 @stage("rl")
 def rl_stage(recipe: Recipe) -> dict:
-    from vo3rl.rl.driver import train
+    from vo3rl.orchestration.rl_run import train
 
     summary = train(recipe)
     keep = {"steps": summary["steps"], "checkpoint": summary["checkpoint"]}
@@ -89,7 +87,7 @@ def rl_stage(recipe: Recipe) -> dict:
 @stage("eval")
 def eval_stage(recipe: Recipe) -> dict:
     """Evaluate the newest policy this run produced (RL, else SFT, else `model.path`)."""
-    from vo3rl.evaluation import run_eval
+    from vo3rl.orchestration.eval_run import run_eval
     from vo3rl.train.checkpoint import latest_checkpoint
 
     sft_final = Path(recipe.sft.output_dir) / "final"
@@ -112,7 +110,7 @@ def run_pipeline(recipe: Recipe, memory=None) -> list[tuple[str, float, dict]]:
         if memory is not None:
             memory.take()  # the stage's peak starts now
         start = time.perf_counter()
-        summary = STAGES[name](recipe)
+        summary = STAGES.get(name)(recipe)
         seconds = time.perf_counter() - start
         if memory is not None:
             summary = {**summary, **memory.take()}

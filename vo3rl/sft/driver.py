@@ -9,31 +9,39 @@ rewards before and after (format reward, answer accuracy).
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import random
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+import torch
+from transformers import Qwen2_5_VLForConditionalGeneration
 
+from vo3rl.agent.loop import LoopConfig
+from vo3rl.config.schema import Recipe
+from vo3rl.data.readers import read_samples
+from vo3rl.data.skips import SkipLog
+from vo3rl.evaluation.greedy import evaluate_episodes
 from vo3rl.log import get_logger, progress
 from vo3rl.metrics import MetricsLog, open_wandb
+from vo3rl.model.tiny import build_processor
+from vo3rl.model.tokenizer import build_tokenizer
+from vo3rl.model.video_inputs import VideoMaterialiser
+from vo3rl.rollout.hf_engine import HFGreedyEngine
+from vo3rl.sft.data import load_sft_trajectories
+from vo3rl.train.checkpoint import CheckpointError, latest_checkpoint, read_driver_state, write_checkpoint
+from vo3rl.train.contract import PolicyLearner
+from vo3rl.video.budgets import resolved_presets
+from vo3rl.video.cache import DecodeCache
 
 log = get_logger(__name__)
 
-
-def _make_learner(recipe, total_steps: int, tokenizer):
-    if recipe.learner.ranks == 1:
-        from vo3rl.train.local import LocalLearnerGroup
-
-        return LocalLearnerGroup(recipe.model.path, recipe.learner, total_steps, tokenizer)
-    from vo3rl.ray_setup import start_ray
-    from vo3rl.workers.learner import LearnerGroup
-
-    start_ray(recipe.ray)
-    cpus = max(1, (recipe.ray.num_cpus or recipe.learner.ranks) // recipe.learner.ranks)
-    return LearnerGroup(recipe.model.path, recipe.learner, total_steps, cpus_per_rank=cpus)
+# (total optimizer steps of the first stage, tokenizer) -> the learner SFT trains
+LearnerFactory = Callable[[int, object], PolicyLearner]
 
 
 def stage_steps(stage, n_train: int, batch_size: int) -> int:
@@ -68,13 +76,10 @@ def held_out_loss(learner, trajectories, loss_on: str, max_rows: int) -> float:
     return float(-values.mean()) if len(values) else float("nan")
 
 
-def run_sft(recipe) -> dict:
-    """Run every stage of `recipe.sft`; returns the summary also written to `sft/summary.json`."""
-    from vo3rl.config.schema import resolved_presets
-    from vo3rl.model.tokenizer import build_tokenizer
-    from vo3rl.train.checkpoint import latest_checkpoint
-    from vo3rl.train.sft_data import load_sft_trajectories
-    from vo3rl.video.cache import DecodeCache
+def run_sft(recipe: Recipe, make_learner: LearnerFactory) -> dict:
+    """Run every stage of `recipe.sft` on the learner `make_learner(total_steps, tokenizer)` builds (in
+    process, or the Ray rank group: the orchestration decides); returns the summary also written to
+    `sft/summary.json`."""
 
     cfg = recipe.sft
     cfg.validate()
@@ -82,7 +87,7 @@ def run_sft(recipe) -> dict:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
-    presets = resolved_presets(recipe)
+    presets = resolved_presets(recipe.video.presets)
     cache = DecodeCache(max_bytes=recipe.video.cache_mb << 20)
     summary: dict = {"stages": [], "skips": {}}
     data = []
@@ -100,16 +105,15 @@ def run_sft(recipe) -> dict:
         before = cfg.gen_eval_samples_before if cfg.gen_eval_samples_before >= 0 else cfg.gen_eval_samples
         summary["before"] = generation_eval(recipe, recipe.model.path, tokenizer, cache, before,
                                             out / "gen_eval_before.jsonl")
-    learner = _make_learner(recipe, steps[0], tokenizer)
+    learner = make_learner(steps[0], tokenizer)
     metrics_log = MetricsLog(out / "metrics.jsonl", open_wandb(recipe, out, job_type="sft"))
     start_stage, start_step, global_step = 0, 0, 0
     resume = latest_checkpoint(out) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
     if resume is not None:
-        extra = learner.load_checkpoint(str(resume))
+        extra = read_driver_state(resume)
         if not {"stage", "stage_step", "global_step"} <= set(extra):
-            from vo3rl.train.checkpoint import CheckpointError
-
             raise CheckpointError(f"checkpoint {resume} was not written by vo3rl sft (no driver state to resume)")
+        learner.load_checkpoint(str(resume))
         start_stage, start_step, global_step = extra["stage"], extra["stage_step"], extra["global_step"]
         log.info("resumed from %s: stage %d step %d", resume, start_stage, start_step)
     started = time.perf_counter()
@@ -135,7 +139,7 @@ def run_sft(recipe) -> dict:
                 metrics_log.log({"eval/loss": loss}, global_step)
             done = step + 1 == n_steps and index == len(cfg.stages) - 1
             if done or (cfg.save_every and global_step % cfg.save_every == 0):
-                last_path = learner.save_checkpoint(str(out / f"step_{global_step}"), True, {
+                last_path = write_checkpoint(learner, out / f"step_{global_step}", {
                     "stage": index + (step + 1 == n_steps), "stage_step": 0 if step + 1 == n_steps else step + 1,
                     "global_step": global_step})
         loss = held_out_loss(learner, split.held_out, cfg.loss_on, cfg.eval_batches * cfg.batch_size)
@@ -164,19 +168,6 @@ def run_sft(recipe) -> dict:
 def generation_eval(recipe, model_dir, tokenizer, cache, n_samples: int, episodes_path=None) -> dict:
     """Greedy Video-o3 episodes on `sft.gen_eval_file` with the model in `model_dir`, scored; every
     episode is written to `episodes_path` (JSONL) when given."""
-    import itertools
-
-    import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
-    from vo3rl.data.readers import read_samples
-    from vo3rl.data.skips import SkipLog
-    from vo3rl.model.tiny import build_processor
-    from vo3rl.rollout_loop import LoopConfig
-    from vo3rl.train.greedy_eval import evaluate_episodes
-    from vo3rl.train.hf_engine import HFGreedyEngine
-    from vo3rl.train.vision import VideoMaterialiser
-
     cfg = recipe.sft
     skips = SkipLog(stage=f"gen eval {cfg.gen_eval_file}")
     samples = list(itertools.islice(read_samples(cfg.gen_eval_file, "seeker", recipe.data.root or None, skips),

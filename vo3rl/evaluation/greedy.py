@@ -5,10 +5,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from vo3rl.evaluation import episode_record, write_episodes
+from vo3rl.agent.loop import LoopConfig, safe_episode
+from vo3rl.evaluation.episodes import episode_record, write_episodes
 from vo3rl.log import get_logger, progress
 from vo3rl.rewards import RewardConfig, score
-from vo3rl.rollout_loop import LoopConfig, safe_episode
 
 log = get_logger(__name__)
 

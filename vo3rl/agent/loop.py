@@ -5,7 +5,7 @@ One growing context: generate a turn (stopping at `</grounding>` or end of turn)
 crop tool, append the observation, generate again, until an answer or a limit. The loop is written
 once, as a generator (`episode`) that yields each turn's `TurnRequest` and is sent the generated
 `TurnOutput`. `run_episode` drives it with any blocking `Engine` (the transformers engine in
-`vo3rl.train.hf_engine` for evaluation during SFT); `vo3rl.rollout.episodes` drives many at once over
+`vo3rl.rollout.hf_engine` for evaluation during SFT); `vo3rl.rollout.episodes` drives many at once over
 vLLM, which batches their turns.
 """
 from __future__ import annotations
@@ -14,10 +14,11 @@ from dataclasses import dataclass, field
 from typing import Generator, Protocol
 
 from vo3rl.agent.parse import NO_ACTION, TurnKind
-from vo3rl.agent.prompts import PromptTemplates
 from vo3rl.agent.render import TokenBytes, TrajectoryBuilder
 from vo3rl.agent.tools import error_observation, run_tool_call
 from vo3rl.agent.trajectory import Trajectory, VideoSpan
+from vo3rl.config.names import PROTOCOLS
+from vo3rl.config.prompts import PromptTemplates
 from vo3rl.data.schema import Sample
 from vo3rl.video.budgets import preset
 from vo3rl.video.cache import DecodeCache
@@ -25,7 +26,6 @@ from vo3rl.video.sampler import sample_clip
 from vo3rl.video.types import Clip, VideoError
 
 STOP_STRINGS = ("</grounding>",)
-PROTOCOLS = ("video_o3", "open_o3")
 
 
 @dataclass

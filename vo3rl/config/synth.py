@@ -4,18 +4,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from vo3rl.data.schema import DataType
-from vo3rl.video.budgets import CROP_STRATEGIES
+from vo3rl.config.names import CROP_STRATEGIES, DATA_TYPES, PROTOCOLS
 
-CLUE_DATA_TYPES: tuple[str, ...] = (
-    DataType.SINGLE_CLUE_TOOL.value,
-    DataType.MULTI_CLUE_TOOL.value,
-    DataType.SINGLE_CLUE_NO_TOOL.value,
-    DataType.MULTI_CLUE_NO_TOOL.value,
-)
+CLUE_DATA_TYPES: tuple[str, ...] = tuple(t for t in DATA_TYPES if t != "temporal_grounding")
 QUESTION_STYLES = ("time", "scene")
 EVENT_SHAPES = ("box", "disc")
-SFT_PROTOCOLS = ("video_o3", "open_o3")
+SFT_PROTOCOLS = PROTOCOLS
 OPTION_ORDERS = ("shuffled", "palette")
 # Bright evidence colours, RGB; far from each other and from the dull scene backgrounds.
 COLOURS: dict[str, tuple[int, int, int]] = {

@@ -1,0 +1,157 @@
+"""`vo3rl rl RECIPE`: the RL stage's run around the step (`vo3rl.rl.step.rl_step`).
+
+`open_rl_run` starts Ray, reads the prompts, places the workers (rollout engines, reward pool, learner
+ranks and, with KL, a frozen reference) and resumes from the newest complete checkpoint; `train` loops
+the steps, evaluates before, every `eval_every` steps and after, and checkpoints through the one writer
+(`vo3rl.train.checkpoint.write_checkpoint`).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vo3rl.config.schema import Recipe
+from vo3rl.data.readers import read_samples
+from vo3rl.data.schema import Sample
+from vo3rl.data.skips import SkipLog
+from vo3rl.evaluation.episodes import evaluate
+from vo3rl.log import get_logger, progress
+from vo3rl.metrics import MetricsLog, open_wandb, trajectory_table
+from vo3rl.orchestration.ray_setup import start_ray
+from vo3rl.rl.step import PromptSet, StepServices, rl_step
+from vo3rl.train.checkpoint import latest_checkpoint, read_driver_state, write_checkpoint
+from vo3rl.workers.learner import LearnerGroup
+from vo3rl.workers.reward import RewardPool
+from vo3rl.workers.rollout import RolloutGroup
+
+log = get_logger(__name__)
+
+
+@dataclass
+class RLRun:
+    """What an RL run holds between steps."""
+
+    recipe: Recipe
+    out: Path
+    prompts: PromptSet
+    services: StepServices
+    metrics: MetricsLog
+    eval_samples: list[Sample] = field(default_factory=list)
+    step: int = 0
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.out / "checkpoints"
+
+    def evaluate(self) -> dict:
+        """Greedy episodes on the eval split; each one is kept in `eval/step_<n>.jsonl`."""
+        return evaluate(self.services.rollout, self.services.rewards, self.eval_samples,
+                        self.out / "eval" / f"step_{self.step:06d}.jsonl")
+
+    def save(self) -> Path:
+        """Checkpoint the policy, optimizer and driver state as `checkpoints/step_<n>`."""
+        path = write_checkpoint(self.services.learner, self.checkpoints / f"step_{self.step:06d}",
+                                {"step": self.step, "seed": self.prompts.seed})
+        log.info("checkpoint %s", path)
+        return path
+
+    def close(self) -> None:
+        self.metrics.close()
+
+
+def _read(path: str, recipe: Recipe, skips: SkipLog) -> list[Sample]:
+    return list(read_samples(path, recipe.data.format, data_root=recipe.data.root or None, skips=skips))
+
+
+def open_rl_run(recipe: Recipe) -> RLRun:
+    """Start Ray and the workers, read the prompts, and resume from the newest complete checkpoint."""
+    cfg = recipe.rl
+    out = Path(recipe.run.output_dir) / "rl"
+    for stale in (out / "checkpoints").glob("*.tmp"):  # a write killed half-way; the previous one stands
+        shutil.rmtree(stale, ignore_errors=True)
+    skips = SkipLog("rl prompts")
+    samples = _read(recipe.data.train, recipe, skips)
+    if not samples:
+        raise ValueError(f"no usable RL samples in {recipe.data.train} ({skips.summary()})")
+    eval_samples = []
+    if cfg.eval_samples and recipe.data.eval:
+        eval_samples = _read(recipe.data.eval, recipe, SkipLog("rl eval"))[: cfg.eval_samples]
+    resume = latest_checkpoint(out / "checkpoints") if cfg.resume else None
+    policy = str(resume or cfg.init_from or recipe.model.path)
+    log.info("RL policy from %s (%d samples)", policy, len(samples))
+    start_ray(recipe.ray)
+    # The rollout workers reserve their CPUs first; the learner ranks share what is left (at least 1).
+    ranks = recipe.learner.ranks
+    rollout_cpus = cfg.rollout_workers * recipe.rollout.worker_cpus
+    cpus = max(1, int(((recipe.ray.num_cpus or ranks + rollout_cpus) - rollout_cpus) // max(1, ranks)))
+    updates = max(1, cfg.steps * cfg.updates_per_batch)
+    learner = LearnerGroup(policy, recipe.learner, total_steps=updates, cpus_per_rank=cpus,
+                           gpus_per_rank=cfg.learner_gpus)
+    if cfg.lr is not None or cfg.warmup_ratio is not None:
+        learner.reset_schedule(updates, cfg.lr, cfg.warmup_ratio)
+    reference = None
+    if cfg.loss.kl_coef:
+        reference = LearnerGroup(cfg.init_from or recipe.model.path, recipe.learner, 1, cpus_per_rank=cpus,
+                                 gpus_per_rank=cfg.learner_gpus)
+    services = StepServices(
+        rollout=RolloutGroup(policy, recipe, cfg.rollout_workers),
+        rewards=RewardPool(recipe.reward, cfg.reward_workers, cfg.judge_concurrency, recipe.run.log_level),
+        learner=learner, reference=reference)
+    run = RLRun(recipe=recipe, out=out, prompts=PromptSet(samples, recipe.run.seed), services=services,
+                metrics=MetricsLog(out / "metrics.jsonl", open_wandb(recipe, out, job_type="rl")),
+                eval_samples=eval_samples)
+    if resume is not None:
+        saved = learner.load_checkpoint(str(resume), True)
+        run.step = int(read_driver_state(resume)["step"])
+        log.info("resumed at step %d from %s (learner step %s)", run.step, resume, saved.get("step"))
+    return run
+
+
+def train(recipe: Recipe) -> dict:
+    """The RL stage of `recipe`; resumes from the newest complete checkpoint when `rl.resume`."""
+    run = open_rl_run(recipe)
+    cfg = recipe.rl
+    summary: dict = {"reward_by_step": [], "accuracy_by_step": []}
+    try:
+        if run.step == 0 and run.eval_samples:
+            summary["before"] = run.evaluate()
+            run.metrics.log(summary["before"], step=0)
+        for step in progress(range(run.step, cfg.steps), desc="rl", total=cfg.steps - run.step, unit="step"):
+            start = time.perf_counter()
+            result = rl_step(step, cfg, run.prompts, run.services)
+            metrics = result.metrics
+            metrics["time/step_s"] = time.perf_counter() - start
+            run.metrics.log(metrics, step=step + 1)
+            _log_trajectories(run, step, result.scored)
+            summary["reward_by_step"].append(round(metrics.get("reward/total", float("nan")), 4))
+            summary["accuracy_by_step"].append(round(metrics.get("reward/accuracy", float("nan")), 4))
+            log.info("step %d/%d reward %.3f acc %.3f kept %d groups (%.0f s)", step + 1, cfg.steps,
+                     metrics.get("reward/total", float("nan")), metrics.get("reward/accuracy", float("nan")),
+                     metrics.get("batch/groups_kept", 0), metrics["time/step_s"])
+            run.step = step + 1
+            if cfg.eval_every and run.step % cfg.eval_every == 0 and run.step < cfg.steps:
+                run.metrics.log(run.evaluate(), step=run.step)
+            if cfg.save_every and run.step % cfg.save_every == 0 and run.step < cfg.steps:
+                run.save()
+        final = run.save() if cfg.steps else None
+        if run.eval_samples:
+            summary["after"] = run.evaluate()
+            run.metrics.log(summary["after"], step=run.step)
+        rollout = run.services.rollout
+        summary.update({"steps": run.step, "checkpoint": str(final) if final else None,
+                        "skipped_samples": dict(rollout.skipped), "failed_trajectories": dict(rollout.failed)})
+        (run.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        return summary
+    finally:
+        run.close()
+
+
+def _log_trajectories(run: RLRun, step: int, scored: list) -> None:
+    every = run.recipe.rl.log_trajectories_every
+    if every and (step + 1) % every == 0 and scored:
+        shown = scored[:8]
+        run.metrics.table("trajectories", trajectory_table([s.trajectory for s in shown], [s.result for s in shown]),
+                          step=step + 1)

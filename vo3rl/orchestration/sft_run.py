@@ -1,0 +1,24 @@
+"""`vo3rl sft RECIPE`: the SFT stage's learner, in process for one rank or as a Ray rank group, handed
+to the SFT driver (`vo3rl.sft.driver.run_sft`)."""
+from __future__ import annotations
+
+from vo3rl.config.schema import Recipe
+from vo3rl.orchestration.ray_setup import start_ray
+from vo3rl.sft.driver import run_sft
+from vo3rl.train.contract import PolicyLearner
+from vo3rl.train.learner import Learner
+from vo3rl.workers.learner import LearnerGroup
+
+
+def sft_learner(recipe: Recipe, total_steps: int, tokenizer) -> PolicyLearner:
+    """One rank trains in this process (no Ray); more ranks are Ray actors sharing `ray.num_cpus`."""
+    if recipe.learner.ranks == 1:
+        return Learner(recipe.model.path, recipe.learner, total_steps, tokenizer)
+    start_ray(recipe.ray)
+    cpus = max(1, (recipe.ray.num_cpus or recipe.learner.ranks) // recipe.learner.ranks)
+    return LearnerGroup(recipe.model.path, recipe.learner, total_steps, cpus_per_rank=cpus)
+
+
+def train(recipe: Recipe) -> dict:
+    """Run the recipe's SFT stages; returns the SFT summary."""
+    return run_sft(recipe, lambda total_steps, tokenizer: sft_learner(recipe, total_steps, tokenizer))

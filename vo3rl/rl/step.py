@@ -1,0 +1,181 @@
+"""One RL step of GRPO / GSPO, over typed services (`StepServices`) that a test can replace with plain
+fakes. Starting Ray, placing the workers, reading the data and resuming are the orchestration's job
+(`vo3rl.orchestration.rl_run`); this module only decides what one step does:
+
+  1. take `prompts_per_step` samples (a seeded order, so a resumed run sees the same data),
+  2. the rollout service runs `group_size` trajectories per sample, multi-turn with the crop tool,
+  3. the reward service scores them, keeping every component,
+  4. groups whose rewards are all equal teach nothing: they are dropped and the batch is refilled,
+     a bounded number of rounds (dynamic sampling); groups with a failed reward term are dropped too,
+  5. group-relative advantages; an exceeded trajectory keeps its reward for its group's statistics,
+     but its loss mask is empty,
+  6. behaviour log-probs from the configured source (`rl.old_logprobs`) and, with KL, the frozen
+     reference's; the learner steps with the configured loss (GRPO clip-higher or GSPO) and aggregation,
+  7. new weights go to the rollout engines in place.
+
+Left out: value functions (GRPO/GSPO need none), entropy bonuses, asynchronous (off-policy) rollout.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from vo3rl.agent.trajectory import Trajectory
+from vo3rl.config.rl import RLConfig
+from vo3rl.data.schema import Sample
+from vo3rl.log import get_logger
+from vo3rl.rewards import RewardResult
+from vo3rl.rl.advantages import get_advantage
+from vo3rl.rl.groups import Group, Scored, form_groups, prompts_for
+from vo3rl.rl.policy_loss import PolicyLossInputs, policy_metrics
+from vo3rl.rl.sampling import DynamicBatch
+from vo3rl.rl.step_metrics import rollout_metrics, throughput
+from vo3rl.train.contract import PolicyLearner
+
+log = get_logger(__name__)
+
+
+class Rollout(Protocol):
+    """Generates trajectories with the current policy (the vLLM rollout workers)."""
+
+    def generate(self, samples: list[Sample], n_per_sample: int, mode: str) -> list[Trajectory]: ...
+
+    def update_weights(self, weights: dict) -> None: ...
+
+
+class Rewards(Protocol):
+    """Scores finished trajectories (the reward workers). `progress`: fraction of training done, 0..1."""
+
+    def score(self, trajectories: list[Trajectory], samples: list[Sample], progress: float) -> list[RewardResult]: ...
+
+
+@dataclass
+class StepServices:
+    """What one step talks to. `reference` is the frozen reference policy (only with a KL term)."""
+
+    rollout: Rollout
+    rewards: Rewards
+    learner: PolicyLearner
+    reference: PolicyLearner | None = None
+
+
+@dataclass
+class PromptSet:
+    """The RL prompts and the seed of their order."""
+
+    samples: list[Sample]
+    seed: int = 0
+    by_id: dict[str, Sample] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_id = {s.id: s for s in self.samples}
+
+
+@dataclass
+class StepResult:
+    """The step's metrics and every trajectory it scored (trained or not), for the run's tables."""
+
+    metrics: dict
+    scored: list[Scored]
+
+
+def rl_step(step: int, cfg: RLConfig, prompts: PromptSet, services: StepServices) -> StepResult:
+    """One RL step (the numbered list above). `step` counts from 0."""
+    timings: dict[str, float] = {}
+    batch, scored, broken, prompt_ids = _collect_groups(step, cfg, prompts, services, timings)
+    metrics = {**rollout_metrics([s.trajectory for s in scored], [s.result for s in scored]),
+               **throughput([s.trajectory for s in scored], timings["rollout"]),
+               "batch/groups_kept": len(batch.groups), "batch/groups_dropped": batch.dropped,
+               "batch/groups_reward_error": broken, "batch/refill_rounds": batch.rounds - 1,
+               "batch/prompt_ids": prompt_ids}
+    if batch.groups:
+        metrics.update(_update(cfg, batch.groups, services, timings))
+    else:
+        log.warning("step %d: no informative group after %d rounds; no update", step, batch.rounds)
+    metrics.update({f"time/{phase}_s": seconds for phase, seconds in timings.items()})
+    return StepResult(metrics, scored)
+
+
+def _collect_groups(step: int, cfg: RLConfig, prompts: PromptSet, services: StepServices, timings: dict):
+    """Steps 1-4: rollout and reward rounds until the dynamic batch is full or out of rounds."""
+    batch = DynamicBatch(cfg.prompts_per_step, 1 + (cfg.max_refill_rounds if cfg.dynamic_sampling else 0),
+                         cfg.min_group_std if cfg.dynamic_sampling else -1.0)
+    scored: list[Scored] = []
+    broken, prompt_ids = 0, []
+    while not batch.done:
+        order = prompts_for(step, batch.rounds, len(prompts.samples), cfg.prompts_per_step, prompts.seed)
+        picked = [prompts.samples[i] for i in order]
+        prompt_ids += [sample.id for sample in picked]
+        with _timed(timings, "rollout"):
+            trajectories = services.rollout.generate(picked, cfg.group_size, "train")
+        with _timed(timings, "reward"):
+            results = services.rewards.score(trajectories, [prompts.by_id[t.sample_id] for t in trajectories],
+                                             progress=step / max(1, cfg.steps))
+        groups, failed = form_groups(trajectories, results)
+        broken += failed
+        scored += [Scored(t, r) for t, r in zip(trajectories, results)]
+        batch.offer(groups)
+    return batch, scored, broken, prompt_ids
+
+
+def _update(cfg: RLConfig, groups: list[Group], services: StepServices, timings: dict) -> dict:
+    """Steps 5-7: advantages, behaviour and reference log-probs, the learner update, the weight sync."""
+    trained = [m.trajectory for group in groups for m in group.members]
+    rewards = np.array([reward for group in groups for reward in group.rewards])
+    group_ids = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
+    advantages = [float(a) for a in get_advantage(cfg.advantage)(rewards, group_ids, cfg.advantage_eps)]
+    with _timed(timings, "logprobs"):
+        old = behaviour_logprobs(cfg, services.learner, trained)
+        ref = reference_logprobs(cfg, services.reference, trained)
+    inputs = PolicyLossInputs.build(trained, cfg.loss, advantages, old, ref,
+                                    on_policy=cfg.old_logprobs == "on_policy", with_entropy=True)
+    with _timed(timings, "update"):
+        for _ in range(cfg.updates_per_batch):
+            update = services.learner.train_step(trained, loss="policy", loss_on="assistant", use_tdam=cfg.use_tdam,
+                                                 inputs=inputs)
+    metrics = {f"train/{k}": v for k, v in update.items() if isinstance(v, (int, float)) and not k.startswith("sum/")}
+    metrics.update(policy_metrics(update))
+    metrics["train/advantage_abs"] = float(np.mean(np.abs(advantages)))
+    with _timed(timings, "sync"):
+        services.rollout.update_weights(services.learner.export_weights())
+    return metrics
+
+
+def behaviour_logprobs(cfg: RLConfig, learner: PolicyLearner, trajectories: list[Trajectory]) -> list | None:
+    """Per trajectory, the behaviour policy's per-token log-probs for the ratio, by `rl.old_logprobs`:
+    "learner" recomputes them (only the trained tokens, under the update's attention mask, so the first
+    ratio is exactly 1); "rollout" takes the engine's (the learner's for a trajectory without them);
+    "on_policy" returns None: the update uses its own forward, detached."""
+    mode = cfg.old_logprobs
+    if mode == "on_policy":
+        return None
+    if mode == "rollout" and all(t.logprobs is not None for t in trajectories):
+        return [t.logprobs for t in trajectories]
+    recomputed, _ = learner.logprobs(trajectories, with_entropy=False, loss_on="assistant", use_tdam=cfg.use_tdam)
+    if mode == "rollout":
+        return [t.logprobs if t.logprobs is not None else lp for t, lp in zip(trajectories, recomputed)]
+    return recomputed
+
+
+def reference_logprobs(cfg: RLConfig, reference: PolicyLearner | None, trajectories: list[Trajectory]) -> list | None:
+    """The frozen reference's per-token log-probs for the KL term (None without a reference)."""
+    if reference is None:
+        return None
+    ref, _ = reference.logprobs(trajectories, with_entropy=False, loss_on="assistant", use_tdam=cfg.use_tdam)
+    return ref
+
+
+class _timed:
+    """Adds the seconds spent inside the block to `timings[phase]`."""
+
+    def __init__(self, timings: dict[str, float], phase: str):
+        self.timings, self.phase = timings, phase
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.timings[self.phase] = self.timings.get(self.phase, 0.0) + time.perf_counter() - self.start
