@@ -27,6 +27,10 @@ class StageUnavailable(RuntimeError):
     """A stage the recipe asks for that this version cannot run."""
 
 
+# Each stage imports what it runs inside its own function, so `vo3rl run` with only the data stage
+# never imports torch, Ray or vLLM.
+
+
 @stage("data")
 def synth_data_stage(recipe: Recipe) -> dict:
     from vo3rl.data.synth import generate
