@@ -40,7 +40,7 @@ def test_defaults_extends_and_interpolation(recipe_file):
     assert r.run.name == "child" and r.run.seed == 1  # child wins, base fills in
     assert r.wandb.project == "p-base" and r.wandb.group == "g1"
     assert r.model.path == "runs/child/model"  # ${run.output_dir} -> runs/${run.name}, resolved late
-    assert r.wandb.dir == "runs/child"
+    assert r.data.synth_dir == "runs/child/data" and r.wandb.dir == ""  # "": each stage's own folder
 
 
 def test_overrides_win_and_are_typed(recipe_file):

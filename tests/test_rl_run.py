@@ -71,4 +71,5 @@ def test_rl_runs_checkpoints_and_resumes_after_kill(tmp_path):
     assert summary["steps"] == 2 and summary["after"]["eval/n"] == 2
     episodes = (tmp_path / "run" / "rl" / "eval" / "step_000002.jsonl").read_text().splitlines()
     assert len(episodes) == 2 and "accuracy" in json.loads(episodes[0])["components"]
-    assert list((tmp_path / "run" / "rl").glob("wandb/offline-run-*"))
+    runs = list((tmp_path / "run" / "rl").glob("wandb/offline-run-*"))
+    assert len(runs) == 2 and len({run.name.rsplit("-", 1)[-1] for run in runs}) == 1  # resumed: the same W&B run

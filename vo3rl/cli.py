@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import re
 import sys
 
 # name -> module under vo3rl.commands
@@ -54,10 +55,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from vo3rl.config import RecipeError
+# A recipe override on the command line: `key.path=value`.
+_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*=")
 
-    args = build_parser().parse_args(argv)
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, with `key=value` recipe overrides accepted anywhere after the recipe, before or
+    after flags (`vo3rl eval RECIPE --model DIR run.seed=3`), as Hydra and verl users expect. Their
+    order is kept: a later override of the same key wins."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if hasattr(args, "overrides") and all(_OVERRIDE.match(token) for token in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    from vo3rl.config import RecipeError  # omegaconf loads only when a command runs
+
+    args = parse_args(argv)
     try:
         return int(args._module.run(args) or 0)
     except RecipeError as exc:

@@ -17,17 +17,25 @@ from vo3rl.video.types import VideoError
 log = get_logger(__name__)
 
 
-def open_wandb(recipe, out: Path, job_type: str):
-    """A W&B run for this stage with the whole resolved recipe as its config, or None when disabled."""
-    if recipe.wandb.mode == "disabled":
+def wandb_mode(recipe) -> str:
+    """The W&B mode in force: an environment `WANDB_MODE` wins over the recipe's `wandb.mode`."""
+    return os.environ.get("WANDB_MODE") or recipe.wandb.mode
+
+
+def open_wandb(recipe, out: Path, job_type: str, resume_id: str | None = None):
+    """A W&B run for this stage with the whole resolved recipe as its config, or None when disabled.
+    `resume_id`: the id of the run a resumed stage continues (kept in its checkpoint's driver state)."""
+    mode = wandb_mode(recipe)
+    if mode == "disabled":
         return None
     import wandb
 
     os.environ.setdefault("WANDB_SILENT", "true")
     config = json.loads(json.dumps(asdict(recipe), default=str))
     return wandb.init(project=recipe.wandb.project, name=f"{recipe.wandb.name or recipe.run.name}-{job_type}",
-                      group=recipe.wandb.group or recipe.run.name, job_type=job_type, mode=recipe.wandb.mode,
-                      dir=str(out), reinit="finish_previous", config=config)
+                      group=recipe.wandb.group or recipe.run.name, job_type=job_type, mode=mode,
+                      dir=str(recipe.wandb.dir or out), reinit="finish_previous", config=config,
+                      id=resume_id, resume="allow" if resume_id else None)
 
 
 class MetricsLog:
@@ -60,6 +68,11 @@ class MetricsLog:
             data = [[wandb.Image(row[c]) if c == "frames" and row[c] is not None else row[c] for c in columns]
                     for row in rows]
             self.wandb.log({name: wandb.Table(columns=columns, data=data)}, step=step)
+
+    @property
+    def wandb_id(self) -> str | None:
+        """The W&B run's id (kept with checkpoints, so a resumed stage continues the same run)."""
+        return self.wandb.id if self.wandb is not None else None
 
     def close(self) -> None:
         if self.wandb is not None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+DTYPES = ("auto", "bf16", "fp32")
+BACKENDS = ("auto", "gloo", "nccl")
+LOSS_ON = ("assistant", "all")
+
 
 @dataclass
 class LearnerConfig:
@@ -35,20 +39,24 @@ class LearnerConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        if self.ranks < 1:
-            raise ValueError(f"learner.ranks must be >= 1, got {self.ranks}")
-        if self.vision_lr_scale <= 0:
-            raise ValueError(f"learner.vision_lr_scale must be > 0, got {self.vision_lr_scale}")
-        if self.micro_batch_tokens < 1:
-            raise ValueError("learner.micro_batch_tokens must be >= 1")
-        if not 0.0 <= self.tdam_ratio <= 1.0:
-            raise ValueError(f"learner.tdam_ratio must be in [0, 1], got {self.tdam_ratio}")
-        if not 0.0 <= self.warmup_ratio <= 1.0:
-            raise ValueError(f"learner.warmup_ratio must be in [0, 1], got {self.warmup_ratio}")
-        if self.dtype not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"learner.dtype {self.dtype!r} is not one of auto, bf16, fp32")
-        if self.backend not in ("auto", "gloo", "nccl"):
-            raise ValueError(f"learner.backend {self.backend!r} is not one of auto, gloo, nccl")
+        """Raise ValueError naming the first key whose value makes no sense, with the value and the rule."""
+        checks = [
+            (self.ranks >= 1, "ranks", self.ranks, ">= 1"),
+            (self.micro_batch_tokens >= 1, "micro_batch_tokens", self.micro_batch_tokens, ">= 1"),
+            (self.lr > 0, "lr", self.lr, "> 0"),
+            (self.weight_decay >= 0, "weight_decay", self.weight_decay, ">= 0"),
+            (len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas", self.betas,
+             "two values in [0, 1)"),
+            (self.eps > 0, "eps", self.eps, "> 0"),
+            (0.0 <= self.warmup_ratio <= 1.0, "warmup_ratio", self.warmup_ratio, "in [0, 1]"),
+            (0.0 <= self.min_lr_ratio <= 1.0, "min_lr_ratio", self.min_lr_ratio, "in [0, 1]"),
+            (self.vision_lr_scale > 0, "vision_lr_scale", self.vision_lr_scale, "> 0"),
+            (0.0 <= self.tdam_ratio <= 1.0, "tdam_ratio", self.tdam_ratio, "in [0, 1]"),
+            (self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}"),
+            (self.lm_head_chunk >= 1, "lm_head_chunk", self.lm_head_chunk, ">= 1"),
+            (self.backend in BACKENDS, "backend", self.backend, f"one of {', '.join(BACKENDS)}"),
+        ]
+        _raise_first("learner", checks)
 
 
 @dataclass
@@ -100,11 +108,41 @@ class SFTConfig:
     prepare: bool = False
 
     def validate(self) -> None:
-        if self.loss_on not in ("assistant", "all"):
-            raise ValueError(f"sft.loss_on {self.loss_on!r} is not one of assistant, all")
-        if not self.stages:
-            raise ValueError("sft.stages is empty")
-        if self.batch_size < 1 or self.max_length < 1:
-            raise ValueError("sft.batch_size and sft.max_length must be >= 1")
-        if not 0.0 <= self.eval_fraction < 1.0:
-            raise ValueError("sft.eval_fraction must be in [0, 1)")
+        """Raise ValueError naming the first key whose value makes no sense, with the value and the rule."""
+        checks = [
+            (self.loss_on in LOSS_ON, "loss_on", self.loss_on, f"one of {', '.join(LOSS_ON)}"),
+            (bool(self.stages), "stages", self.stages, "at least one stage"),
+            (self.batch_size >= 1, "batch_size", self.batch_size, ">= 1"),
+            (self.max_length >= 1, "max_length", self.max_length, ">= 1"),
+            (0.0 <= self.eval_fraction < 1.0, "eval_fraction", self.eval_fraction, "in [0, 1)"),
+            (self.eval_every >= 0, "eval_every", self.eval_every, ">= 0 (0: never)"),
+            (self.eval_batches >= 1, "eval_batches", self.eval_batches, ">= 1"),
+            (self.save_every >= 0, "save_every", self.save_every, ">= 0 (0: only at the end)"),
+            (self.log_every >= 1, "log_every", self.log_every, ">= 1"),
+            (self.gen_eval_samples >= 0, "gen_eval_samples", self.gen_eval_samples, ">= 0"),
+            (self.gen_eval_samples_before >= -1, "gen_eval_samples_before", self.gen_eval_samples_before,
+             ">= -1 (-1: as many as after)"),
+            (self.gen_max_turns >= 1, "gen_max_turns", self.gen_max_turns, ">= 1"),
+            (self.gen_max_new_tokens >= 1, "gen_max_new_tokens", self.gen_max_new_tokens, ">= 1"),
+            (len({s.name for s in self.stages}) == len(self.stages), "stages", [s.name for s in self.stages],
+             "stage names must differ"),
+        ]
+        for i, stage in enumerate(self.stages):
+            key = f"stages.{i}"
+            checks += [
+                (stage.epochs > 0, f"{key}.epochs", stage.epochs, "> 0"),
+                (stage.max_steps >= 0, f"{key}.max_steps", stage.max_steps, ">= 0 (0: use epochs)"),
+                (stage.lr is None or stage.lr > 0, f"{key}.lr", stage.lr, "> 0 (or unset: learner.lr)"),
+                (stage.warmup_ratio is None or 0 <= stage.warmup_ratio <= 1, f"{key}.warmup_ratio",
+                 stage.warmup_ratio, "in [0, 1]"),
+                (stage.tdam_ratio is None or 0 <= stage.tdam_ratio <= 1, f"{key}.tdam_ratio", stage.tdam_ratio,
+                 "in [0, 1]"),
+            ]
+        _raise_first("sft", checks)
+
+
+def _raise_first(section: str, checks: list[tuple[bool, str, object, str]]) -> None:
+    """Raise ValueError("<section>.<key> = <value>: must be <rule>") for the first failed check."""
+    for ok, key, value, rule in checks:
+        if not ok:
+            raise ValueError(f"{section}.{key} = {value!r}: must be {rule}")

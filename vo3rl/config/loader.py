@@ -40,7 +40,10 @@ def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), schema: 
             OmegaConf.update(config, key, value, merge=True)
         except OmegaConfBaseException as exc:
             raise RecipeError(f"command line: {_describe(exc)}") from None
-    missing = sorted(OmegaConf.missing_keys(config))
+    try:
+        missing = sorted(OmegaConf.missing_keys(config))  # resolves every ${…}: a bad one raises here
+    except OmegaConfBaseException as exc:
+        raise RecipeError(_describe(exc)) from None
     if missing:
         raise RecipeError(f"missing required value: {', '.join(missing)} (set it in the recipe or as key=value)")
     try:
@@ -61,6 +64,8 @@ def to_yaml(recipe: Any) -> str:
 def _read_recipe(path: Path, chain: tuple[Path, ...]) -> list[tuple[str, dict]]:
     """The layers of one recipe file, its `extends` first, each tagged with its file name."""
     path = path.expanduser()
+    if path.is_dir():
+        raise RecipeError(f"{path} is a folder, not a recipe file (give a .yaml file, e.g. {path}/rl.yaml)")
     if not path.is_file():
         raise RecipeError(f"recipe file not found: {path}")
     resolved = path.resolve()
@@ -69,7 +74,7 @@ def _read_recipe(path: Path, chain: tuple[Path, ...]) -> list[tuple[str, dict]]:
     try:
         data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     except Exception as exc:  # yaml's own errors carry no common base we can name
-        raise RecipeError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise RecipeError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -138,7 +143,15 @@ def _suggest(node: DictConfig, key: str, prefix: str) -> str:
     return f" (valid keys here: {', '.join(str(k) for k in node.keys())})"
 
 
+def _yaml_problem(exc: Exception) -> str:
+    """PyYAML's complaint with the line and column it points at (1-based), on one line."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}"
+
+
 def _describe(exc: OmegaConfBaseException) -> str:
     key = getattr(exc, "full_key", None)
-    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"'{key}': {message}" if key else message

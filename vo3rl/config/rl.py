@@ -66,17 +66,38 @@ class RLConfig:
     learner_gpus: float = 0.0
 
     def validate(self) -> None:
+        """Raise ValueError naming the first key whose value makes no sense, with the value and the rule."""
         checks = [
-            (self.steps >= 0 and self.prompts_per_step >= 1 and self.group_size >= 1, "steps, prompts_per_step, group_size"),
-            (self.loss.aggregation in AGGREGATIONS, f"loss.aggregation must be one of {AGGREGATIONS}"),
-            (self.loss.kl_estimator in KL_ESTIMATORS, f"loss.kl_estimator must be one of {KL_ESTIMATORS}"),
-            (self.loss.clip_low >= 0 and self.loss.clip_high >= 0, "clip bounds must be >= 0"),
-            (self.old_logprobs in OLD_LOGPROBS, f"old_logprobs must be one of {OLD_LOGPROBS}"),
-            (self.old_logprobs != "on_policy" or self.updates_per_batch == 1,
-             "old_logprobs: on_policy needs updates_per_batch: 1 (a second update is off-policy)"),
-            (self.updates_per_batch >= 1 and self.max_refill_rounds >= 0, "updates_per_batch >= 1, max_refill_rounds >= 0"),
-            (self.rollout_workers >= 1 and self.reward_workers >= 1, "at least one rollout and one reward worker"),
+            (self.steps >= 0, "steps", self.steps, ">= 0"),
+            (self.prompts_per_step >= 1, "prompts_per_step", self.prompts_per_step, ">= 1"),
+            (self.group_size >= 1, "group_size", self.group_size, ">= 1"),
+            (self.advantage_eps > 0, "advantage_eps", self.advantage_eps, "> 0"),
+            (self.loss.aggregation in AGGREGATIONS, "loss.aggregation", self.loss.aggregation,
+             f"one of {', '.join(AGGREGATIONS)}"),
+            (self.loss.kl_estimator in KL_ESTIMATORS, "loss.kl_estimator", self.loss.kl_estimator,
+             f"one of {', '.join(KL_ESTIMATORS)}"),
+            (self.loss.clip_low >= 0, "loss.clip_low", self.loss.clip_low, ">= 0"),
+            (self.loss.clip_high >= 0, "loss.clip_high", self.loss.clip_high, ">= 0"),
+            (self.loss.kl_coef >= 0, "loss.kl_coef", self.loss.kl_coef, ">= 0 (0: no KL term)"),
+            (self.updates_per_batch >= 1, "updates_per_batch", self.updates_per_batch, ">= 1"),
+            (self.lr is None or self.lr > 0, "lr", self.lr, "> 0 (or unset: learner.lr)"),
+            (self.warmup_ratio is None or 0 <= self.warmup_ratio <= 1, "warmup_ratio", self.warmup_ratio,
+             "in [0, 1] (or unset: learner.warmup_ratio)"),
+            (self.max_refill_rounds >= 0, "max_refill_rounds", self.max_refill_rounds, ">= 0"),
+            (self.min_group_std >= 0, "min_group_std", self.min_group_std, ">= 0"),
+            (self.old_logprobs in OLD_LOGPROBS, "old_logprobs", self.old_logprobs, f"one of {', '.join(OLD_LOGPROBS)}"),
+            (self.old_logprobs != "on_policy" or self.updates_per_batch == 1, "old_logprobs", self.old_logprobs,
+             "learner or rollout when updates_per_batch > 1 (on_policy needs updates_per_batch: 1; "
+             "a second update is off-policy)"),
+            (self.save_every >= 0, "save_every", self.save_every, ">= 0 (0: only at the end)"),
+            (self.eval_every >= 0, "eval_every", self.eval_every, ">= 0 (0: before and after only)"),
+            (self.eval_samples >= 0, "eval_samples", self.eval_samples, ">= 0"),
+            (self.log_trajectories_every >= 0, "log_trajectories_every", self.log_trajectories_every, ">= 0"),
+            (self.rollout_workers >= 1, "rollout_workers", self.rollout_workers, ">= 1"),
+            (self.reward_workers >= 1, "reward_workers", self.reward_workers, ">= 1"),
+            (self.judge_concurrency >= 1, "judge_concurrency", self.judge_concurrency, ">= 1"),
+            (self.learner_gpus >= 0, "learner_gpus", self.learner_gpus, ">= 0"),
         ]
-        for ok, message in checks:
+        for ok, key, value, rule in checks:
             if not ok:
-                raise ValueError(message)
+                raise ValueError(f"rl.{key} = {value!r}: must be {rule}")

@@ -17,6 +17,8 @@ from vo3rl.config.rl import RLConfig
 from vo3rl.config.rollout import RolloutConfig
 from vo3rl.config.synth import SynthConfig
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 @dataclass
 class RunConfig:
@@ -64,13 +66,15 @@ class VideoConfig:
 
 @dataclass
 class WandbConfig:
-    """Weights & Biases. `mode`: online | offline | disabled (offline needs no network or key)."""
+    """Weights & Biases. `mode`: online | offline | disabled (offline needs no network or key); an
+    environment `WANDB_MODE` wins over it (so a cluster's secret-bearing job can switch a recipe
+    online). `dir`: where W&B writes its files ("" = each stage's output folder)."""
 
     project: str = "vo3rl"
     name: Optional[str] = None
     group: Optional[str] = None
     mode: str = "offline"
-    dir: str = "${run.output_dir}"
+    dir: str = ""
 
 
 @dataclass
@@ -108,11 +112,19 @@ def check_semantics(recipe: Recipe) -> list[str]:
             problems.append(f"run.stages: unknown stage {stage!r} (known: {', '.join(KNOWN_STAGES)})")
     if recipe.wandb.mode not in ("online", "offline", "disabled"):
         problems.append(f"wandb.mode: {recipe.wandb.mode!r} is not one of online, offline, disabled")
+    if recipe.run.log_level.upper() not in LOG_LEVELS:
+        problems.append(f"run.log_level = {recipe.run.log_level!r}: must be one of {', '.join(LOG_LEVELS)}")
+    if recipe.reward.protocol != recipe.rollout.protocol:
+        problems.append(f"reward.protocol = {recipe.reward.protocol!r} and rollout.protocol = "
+                        f"{recipe.rollout.protocol!r}: must be the same (the reward parses what the rollout asks for)")
     for section, validate in (("model.tiny", recipe.model.tiny.validate), ("data.synth", recipe.data.synth.validate),
                               ("prompts", recipe.prompts.validate), ("reward", recipe.reward.validate),
-                              ("rollout", recipe.rollout.validate), ("rl", recipe.rl.validate)):
+                              ("rollout", recipe.rollout.validate), ("learner", recipe.learner.validate),
+                              ("sft", recipe.sft.validate), ("rl", recipe.rl.validate)):
         try:
             validate()
-        except ValueError as exc:
-            problems.append(f"{section}: {exc}")
+        except ValueError as exc:  # messages that already start with their key keep it once
+            message = str(exc)
+            problems.append(message if message.startswith(f"{section}.") or message.startswith(f"{section}:")
+                            else f"{section}: {message}")
     return problems

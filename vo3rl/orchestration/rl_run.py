@@ -54,7 +54,7 @@ class RLRun:
     def save(self) -> Path:
         """Checkpoint the policy, optimizer and driver state as `checkpoints/step_<n>`."""
         path = write_checkpoint(self.services.learner, self.checkpoints / f"step_{self.step:06d}",
-                                {"step": self.step, "seed": self.prompts.seed})
+                                {"step": self.step, "seed": self.prompts.seed, "wandb_id": self.metrics.wandb_id})
         log.info("checkpoint %s", path)
         return path
 
@@ -100,12 +100,14 @@ def open_rl_run(recipe: Recipe) -> RLRun:
         rollout=RolloutGroup(policy, recipe, cfg.rollout_workers),
         rewards=RewardPool(recipe.reward, cfg.reward_workers, cfg.judge_concurrency, recipe.run.log_level),
         learner=learner, reference=reference)
+    driver_state = read_driver_state(resume) if resume is not None else {}
+    metrics = MetricsLog(out / "metrics.jsonl", open_wandb(recipe, out, job_type="rl",
+                                                           resume_id=driver_state.get("wandb_id")))
     run = RLRun(recipe=recipe, out=out, prompts=PromptSet(samples, recipe.run.seed), services=services,
-                metrics=MetricsLog(out / "metrics.jsonl", open_wandb(recipe, out, job_type="rl")),
-                eval_samples=eval_samples)
+                metrics=metrics, eval_samples=eval_samples)
     if resume is not None:
         saved = learner.load_checkpoint(str(resume), True)
-        run.step = int(read_driver_state(resume)["step"])
+        run.step = int(driver_state["step"])
         log.info("resumed at step %d from %s (learner step %s)", run.step, resume, saved.get("step"))
     return run
 

@@ -106,11 +106,12 @@ def run_sft(recipe: Recipe, make_learner: LearnerFactory) -> dict:
         summary["before"] = generation_eval(recipe, recipe.model.path, tokenizer, cache, before,
                                             out / "gen_eval_before.jsonl")
     learner = make_learner(steps[0], tokenizer)
-    metrics_log = MetricsLog(out / "metrics.jsonl", open_wandb(recipe, out, job_type="sft"))
     start_stage, start_step, global_step = 0, 0, 0
     resume = latest_checkpoint(out) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
+    extra = read_driver_state(resume) if resume is not None else {}
+    metrics_log = MetricsLog(out / "metrics.jsonl", open_wandb(recipe, out, job_type="sft",
+                                                               resume_id=extra.get("wandb_id")))
     if resume is not None:
-        extra = read_driver_state(resume)
         if not {"stage", "stage_step", "global_step"} <= set(extra):
             raise CheckpointError(f"checkpoint {resume} was not written by vo3rl sft (no driver state to resume)")
         learner.load_checkpoint(str(resume))
@@ -141,7 +142,7 @@ def run_sft(recipe: Recipe, make_learner: LearnerFactory) -> dict:
             if done or (cfg.save_every and global_step % cfg.save_every == 0):
                 last_path = write_checkpoint(learner, out / f"step_{global_step}", {
                     "stage": index + (step + 1 == n_steps), "stage_step": 0 if step + 1 == n_steps else step + 1,
-                    "global_step": global_step})
+                    "global_step": global_step, "wandb_id": metrics_log.wandb_id})
         loss = held_out_loss(learner, split.held_out, cfg.loss_on, cfg.eval_batches * cfg.batch_size)
         metrics_log.log({"eval/loss": loss}, global_step)
         summary["stages"].append({"name": stage.name, "steps": n_steps, "train": len(split.train),
