@@ -183,6 +183,14 @@ def test_data_command_synth_convert_check(tmp_path, capsys):
     # The same rows against a root without the videos: every video is reported missing, exit status 1.
     assert _data_command(["check", parquet, "--format", "verl", "--data-root", str(tmp_path), "--videos"]) == 1
     assert json.loads(capsys.readouterr().out)["videos"]["by_reason"] == {"missing": 2}
+    # Without --videos nothing is decoded, but a missing video still fails the row.
+    assert _data_command(["check", parquet, "--format", "verl", "--data-root", str(tmp_path)]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["videos_ok"] == 0 and report["videos"]["by_reason"] == {"missing": 2} and not report["videos_decoded"]
+    # The wrong format: every row fails, and the report says what to try.
+    assert _data_command(["check", os.path.join(out, "sft_train.jsonl"), "--format", "seeker", "--data-root", out]) == 1
+    captured = capsys.readouterr()
+    assert "every row failed as --format seeker" in json.loads(captured.out)["hint"] and "known:" in captured.err
 
 
 def test_palette_order_gives_each_colour_one_letter():

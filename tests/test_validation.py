@@ -60,3 +60,39 @@ def test_interpolation_error_on_the_cli_is_one_line_exit_2():
     out = subprocess.run([sys.executable, "-m", "vo3rl.cli", "eval", str(DEMO), "--limit", "1", "nonsense"],
                          capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 2 and "unrecognized arguments: nonsense" in out.stderr
+
+
+def test_paper_recipes_name_their_stages_and_need_the_sft_checkpoint():
+    for name, stages in (("video_o3/sft_stage1", ["sft"]), ("video_o3/sft_stage2", ["sft"]),
+                         ("open_o3_video/sft", ["sft"])):
+        assert load_recipe(REPO / "recipes" / f"{name}.yaml").run.stages == stages
+    for name in ("video_o3/rl", "open_o3_video/rl_gspo"):
+        with pytest.raises(RecipeError, match="missing required value: rl.init_from"):
+            load_recipe(REPO / "recipes" / f"{name}.yaml")
+        assert load_recipe(REPO / "recipes" / f"{name}.yaml", ["rl.init_from=/ckpt/sft"]).run.stages == ["rl"]
+
+
+def test_the_tiny_model_is_never_written_over_a_model_vo3rl_did_not_make(tmp_path):
+    from vo3rl.model.tiny import NotOurModel, build_tiny_model
+
+    real = tmp_path / "Qwen2.5-VL-7B-Instruct"
+    real.mkdir()
+    shards = {"model-00001-of-00002.safetensors": b"one", "model-00002-of-00002.safetensors": b"two",
+              "config.json": b"{}"}
+    for name, data in shards.items():
+        (real / name).write_bytes(data)
+    with pytest.raises(NotOurModel, match="did not write"):
+        build_tiny_model(real)
+    assert {p.name: p.read_bytes() for p in real.iterdir()} == shards  # untouched
+    out = subprocess.run([sys.executable, "-m", "vo3rl.cli", "run", str(REPO / "recipes/tiny_cpu/sft.yaml"),
+                          f"model.path={real}", "run.stages=[tiny_model]", "--no-training",
+                          f"run.output_dir={tmp_path}/run"], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 2 and "did not write" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert {p.name: p.read_bytes() for p in real.iterdir()} == shards
+
+
+def test_sft_ranks_reserve_the_gpus_the_recipe_gives_them():
+    recipe = load_recipe(REPO / "recipes" / "video_o3" / "sft_stage1.yaml")
+    assert recipe.learner.ranks == 8 and recipe.sft.learner_gpus == 1
+    with pytest.raises(RecipeError, match=r"sft.learner_gpus = -1.0: must be >= 0"):
+        load_recipe(DEMO, ["sft.learner_gpus=-1"])

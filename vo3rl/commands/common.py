@@ -17,6 +17,11 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_no_training_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-training", action="store_true",
+                        help="run the recipe's stages even though none of them trains (no sft or rl stage)")
+
+
 def recipe_from_args(args: argparse.Namespace):
     """Load and validate the recipe (raises RecipeError), set up logging, and save the resolved recipe
     next to the run's outputs so a run can always be reproduced from its folder."""

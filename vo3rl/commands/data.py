@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 HELP = "make the synthetic clue dataset, convert row files (Seeker <-> verl parquet), check datasets"
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "synth",
         help="write the synthetic long-video clue dataset (videos, RL/SFT/eval JSONL, manifest)",
         description="Write the synthetic clue-seeking dataset to OUT. Knobs are SynthConfig fields "
-        "(vo3rl/data/synth_config.py) given as key=value, e.g. n_train_videos=32 duration_s=20 "
+        "(vo3rl/config/synth.py) given as key=value, e.g. n_train_videos=32 duration_s=20 "
         "event_size=0.5 data_types=[single_clue_tool,multi_clue_tool].",
     )
     synth.add_argument("out", help="output folder (created; files in it are overwritten)")
@@ -45,9 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     check = sub.add_parser(
         "check",
-        help="read a dataset file and report bad rows (and, with --videos, bad videos)",
-        description="Read FILE, count the rows that parse and the ones skipped by reason; with "
-        "--videos also open every video and compare its duration with the row's.",
+        help="read a dataset file and report bad rows and missing videos (with --videos, unreadable ones too)",
+        description="Read FILE, count the rows that parse and the ones skipped by reason, and check that "
+        "every row's video exists; with --videos also open every video and compare its duration with the row's.",
     )
     check.add_argument("file")
     check.add_argument("--format", choices=INPUT_FORMATS + ("seeker_sft", "stgr_sft", "chat"), default="seeker")
@@ -106,17 +107,23 @@ def _check(args: argparse.Namespace) -> int:
         print(f"vo3rl data check: error: {exc}", file=sys.stderr)
         return 2
     video_skips = SkipLog(stage="videos", max_warnings=5)
-    if args.videos:
-        cache = DecodeCache(max_bytes=0, max_sources=1)  # probing only: keep nothing decoded
-        for sample in progress(samples, desc="probe videos", unit="video"):
+    cache = DecodeCache(max_bytes=0, max_sources=1)  # probing only: keep nothing decoded
+    for sample in progress(samples, desc="probe videos" if args.videos else "find videos", unit="video"):
+        if not os.path.isfile(sample.video.path):  # always: a row whose video is not there is not ok
+            video_skips.add(sample.id, "missing", sample.video.path)
+            continue
+        if args.videos:
             try:
                 check_sample_video(sample, cache)
             except Exception as err:  # noqa: BLE001 - a bad video is reported, never fatal
                 video_skips.add_error(err, sample.id)
-    report = {"rows_ok": len(samples), "rows": skips.as_dict()}
-    if args.videos:
-        report["videos_ok"] = len(samples) - video_skips.total
-        report["videos"] = video_skips.as_dict()
+    report = {"rows_ok": len(samples), "rows": skips.as_dict(),
+              "videos_ok": len(samples) - video_skips.total, "videos": video_skips.as_dict(),
+              "videos_decoded": bool(args.videos)}
+    if skips.total and not samples:
+        report["hint"] = (f"every row failed as --format {args.format}; is the file another format? "
+                          f"(known: {', '.join(INPUT_FORMATS + tuple(SFT_FORMATS))})")
+        print(f"vo3rl data check: {report['hint']}", file=sys.stderr)
     print(json.dumps(report, indent=2))
     return 0 if skips.total == 0 and video_skips.total == 0 else 1
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vo3rl.commands.common import add_recipe_arguments
+from vo3rl.commands.common import add_no_training_argument, add_recipe_arguments
 
 HELP = "run the recipe's pipeline stages in order (run.stages) and print a summary"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_recipe_arguments(parser)
+    add_no_training_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -19,13 +20,18 @@ def run(args: argparse.Namespace) -> int:
 
     from vo3rl.commands.common import recipe_from_args
     from vo3rl.memory import PeakMemory
-    from vo3rl.orchestration.pipeline import StageUnavailable, run_pipeline
+    from vo3rl.orchestration.checks import pipeline_problem
+    from vo3rl.orchestration.pipeline import StageRefused, StageUnavailable, run_pipeline
 
     recipe = recipe_from_args(args)
+    problem = pipeline_problem(recipe, args.no_training)
+    if problem:
+        print(f"vo3rl run: error: {problem}", file=sys.stderr)
+        return 2
     try:
         with PeakMemory() as memory:
             results = run_pipeline(recipe, memory)
-    except StageUnavailable as exc:
+    except (StageUnavailable, StageRefused) as exc:
         print(f"vo3rl run: error: {exc}", file=sys.stderr)
         return 2
     table = Table(title=f"vo3rl run · {recipe.run.name} · {recipe.run.output_dir}")

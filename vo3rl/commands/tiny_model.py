@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from vo3rl.log import setup_logging
-    from vo3rl.model.tiny import TinyModelConfig, build_tiny_model
+    from vo3rl.model.tiny import NotOurModel, TinyModelConfig, build_tiny_model
 
     setup_logging("INFO")
     given = {k: v for k, v in vars(args).items() if k in {f.name for f in dataclasses.fields(TinyModelConfig)}}
@@ -33,6 +33,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"vo3rl tiny-model: error: {exc}", file=sys.stderr)
         return 2
-    out = build_tiny_model(args.out, cfg)
+    try:
+        out = build_tiny_model(args.out, cfg)
+    except NotOurModel as exc:
+        print(f"vo3rl tiny-model: error: {exc}", file=sys.stderr)
+        return 2
     print(out)
     return 0

@@ -106,6 +106,7 @@ class SFTConfig:
     gen_max_new_tokens: int = 256
     output_dir: str = "${run.output_dir}/sft"
     prepare: bool = False
+    learner_gpus: float = 0.0  # GPUs each learner rank reserves (Ray ranks, `learner.ranks` > 1)
 
     def validate(self) -> None:
         """Raise ValueError naming the first key whose value makes no sense, with the value and the rule."""
@@ -124,6 +125,7 @@ class SFTConfig:
              ">= -1 (-1: as many as after)"),
             (self.gen_max_turns >= 1, "gen_max_turns", self.gen_max_turns, ">= 1"),
             (self.gen_max_new_tokens >= 1, "gen_max_new_tokens", self.gen_max_new_tokens, ">= 1"),
+            (self.learner_gpus >= 0, "learner_gpus", self.learner_gpus, ">= 0"),
             (len({s.name for s in self.stages}) == len(self.stages), "stages", [s.name for s in self.stages],
              "stage names must differ"),
         ]

@@ -32,6 +32,8 @@ def load_recipe(path: str | Path | None, overrides: Sequence[str] = (), schema: 
         _check_keys(config, layer, origin, prefix="")
         try:
             config = OmegaConf.merge(config, layer)
+            for key in _required_keys(layer):  # a merge never writes `???` over a value: mark them here
+                OmegaConf.update(config, key, "???", merge=False)
         except OmegaConfBaseException as exc:
             raise RecipeError(f"{origin}: {_describe(exc)}") from None
     for key, value in _parse_overrides(overrides):
@@ -87,6 +89,17 @@ def _read_recipe(path: Path, chain: tuple[Path, ...]) -> list[tuple[str, dict]]:
         layers.extend(_read_recipe(path.parent / base, (*chain, resolved)))
     layers.append((str(path), data))
     return layers
+
+
+def _required_keys(layer: dict, prefix: str = "") -> list[str]:
+    """Dotted keys a recipe layer sets to `???`: values the recipe requires the user to give."""
+    keys = []
+    for key, value in layer.items():
+        if isinstance(value, dict):
+            keys += _required_keys(value, f"{prefix}{key}.")
+        elif value == "???":
+            keys.append(f"{prefix}{key}")
+    return keys
 
 
 def _parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:

@@ -27,7 +27,7 @@ class RunConfig:
     name: str = "vo3rl"
     output_dir: str = "runs/${run.name}"
     seed: int = 0
-    stages: list[str] = field(default_factory=lambda: ["data", "tiny_model"])
+    stages: list[str] = field(default_factory=list)  # what `vo3rl run` runs; a recipe lists its own
     log_level: str = "INFO"
 
 

@@ -8,7 +8,7 @@ Writes, under `out_dir`:
     manifest.json    seed, knobs, counts
 Video paths in the rows are relative to `out_dir`: read them with `data_root=out_dir`.
 Deterministic: every video draws from its own generator seeded by (seed, split, index), so the same
-seed gives byte-identical JSONL and identical videos. See synth_config, synth_plan, synth_text.
+seed gives byte-identical JSONL and identical videos. See vo3rl/config/synth.py (the knobs), synth_plan, synth_text.
 """
 from __future__ import annotations
 

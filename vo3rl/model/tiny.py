@@ -72,16 +72,28 @@ def build_processor(tokenizer=None):
     )
 
 
+TINY_MARKER = "vo3rl_tiny.json"  # written into every folder `build_tiny_model` made
+
+
+class NotOurModel(FileExistsError):
+    """The folder holds files this project did not write: it may be someone's real checkpoint."""
+
+
 def build_tiny_model(out_dir: str | Path, cfg: TinyModelConfig | None = None) -> Path:
     """Initialise a tiny Qwen2.5-VL from `cfg.seed` and save model, tokenizer and processor in `out_dir`.
 
-    Returns the directory. Same seed and config give the same weights.
+    Returns the directory. Same seed and config give the same weights. Writes only into a folder that is
+    new, empty, or one this function made before (it holds `vo3rl_tiny.json`); any other folder may be a
+    real checkpoint, and NotOurModel is raised before anything is touched.
     """
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
 
     cfg = cfg or TinyModelConfig()
     out = Path(out_dir)
+    if out.exists() and not (out / TINY_MARKER).is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise NotOurModel(f"{out} already holds files that vo3rl did not write (no {TINY_MARKER}); a random tiny "
+                          f"model is never written over them: give another folder")
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = Qwen2_5_VLForConditionalGeneration(qwen2_5_vl_config(cfg)).to(torch.float32)
@@ -91,7 +103,7 @@ def build_tiny_model(out_dir: str | Path, cfg: TinyModelConfig | None = None) ->
     model.save_pretrained(out, safe_serialization=True)
     processor = build_processor()
     processor.save_pretrained(out)
-    (out / "vo3rl_tiny.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    (out / TINY_MARKER).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     n_params = sum(p.numel() for p in model.parameters())
     log.info("tiny Qwen2.5-VL with %.1fM parameters saved to %s", n_params / 1e6, out)
     return out

@@ -34,6 +34,22 @@ def registered_name_problems(recipe: Recipe) -> list[str]:
     return problems
 
 
+TRAINING_STAGES = ("sft", "rl")
+
+
+def pipeline_problem(recipe: Recipe, allow_no_training: bool = False) -> str | None:
+    """Why `vo3rl run` / `vo3rl submit` must not start `recipe.run.stages`, or None. A recipe with no
+    stages says nothing to run; one whose stages train nothing (data, tiny_model, eval) runs only when
+    asked (`--no-training`): a user who names a paper recipe means to train."""
+    stages = list(recipe.run.stages)
+    if not stages:
+        return "run.stages = []: the recipe lists no stage to run (e.g. run.stages=[sft])"
+    if not allow_no_training and not set(stages) & set(TRAINING_STAGES):
+        return (f"run.stages = {stages}: no stage trains ({' or '.join(TRAINING_STAGES)}); pass --no-training "
+                f"to run them anyway")
+    return None
+
+
 def load_checked_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> Recipe:
     """`vo3rl.config.load_recipe` plus the registry checks above. Raises RecipeError (one line)."""
     recipe = load_recipe(path, overrides)

@@ -27,6 +27,10 @@ class StageUnavailable(RuntimeError):
     """A stage the recipe asks for that this version cannot run."""
 
 
+class StageRefused(RuntimeError):
+    """A stage that would destroy what it did not create (e.g. write a random model over a checkpoint)."""
+
+
 # Each stage imports what it runs inside its own function, so `vo3rl run` with only the data stage
 # never imports torch, Ray or vLLM.
 
@@ -48,14 +52,17 @@ def synth_data_stage(recipe: Recipe) -> dict:
 
 @stage("tiny_model")
 def build_model_stage(recipe: Recipe) -> dict:
-    from vo3rl.model.tiny import build_tiny_model
+    from vo3rl.model.tiny import TINY_MARKER, NotOurModel, build_tiny_model
 
     out = Path(recipe.model.path)
-    marker = out / "vo3rl_tiny.json"
+    marker = out / TINY_MARKER
     if marker.is_file() and json.loads(marker.read_text()) == asdict(recipe.model.tiny):
         log.info("tiny model already at %s", out)
         return {"model": str(out), "built": False}
-    build_tiny_model(out, recipe.model.tiny)
+    try:
+        build_tiny_model(out, recipe.model.tiny)
+    except NotOurModel as exc:
+        raise StageRefused(f"tiny_model stage, model.path: {exc}") from None
     return {"model": str(out), "built": True}
 
 

@@ -16,7 +16,8 @@ def sft_learner(recipe: Recipe, total_steps: int, tokenizer) -> PolicyLearner:
         return Learner(recipe.model.path, recipe.learner, total_steps, tokenizer)
     start_ray(recipe.ray)
     cpus = max(1, (recipe.ray.num_cpus or recipe.learner.ranks) // recipe.learner.ranks)
-    return LearnerGroup(recipe.model.path, recipe.learner, total_steps, cpus_per_rank=cpus)
+    return LearnerGroup(recipe.model.path, recipe.learner, total_steps, cpus_per_rank=cpus,
+                        gpus_per_rank=recipe.sft.learner_gpus)
 
 
 def train(recipe: Recipe) -> dict:
