@@ -20,6 +20,7 @@ RUN_OVERRIDES = [
     "rl.init_from=''", "rl.log_trajectories_every=1",
     "rollout.max_new_tokens=24", "rollout.max_turns=2", "rollout.eval_max_turns=2",
     "learner.ranks=1", "ray.temp_dir=/tmp/vo3rl-rlt",
+    "ray.log_to_driver=false",  # the first run's pipe is read only at the end: keep it under the pipe buffer
 ]
 
 

@@ -96,3 +96,18 @@ def test_sft_ranks_reserve_the_gpus_the_recipe_gives_them():
     assert recipe.learner.ranks == 8 and recipe.sft.learner_gpus == 1
     with pytest.raises(RecipeError, match=r"sft.learner_gpus = -1.0: must be >= 0"):
         load_recipe(DEMO, ["sft.learner_gpus=-1"])
+
+
+@pytest.mark.parametrize("address", [None, "auto"])
+def test_worker_logs_reach_the_driver_unless_quieted(monkeypatch, address):
+    import ray
+
+    from vo3rl.config.schema import RayConfig
+    from vo3rl.orchestration.ray_setup import start_ray
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    start_ray(RayConfig(address=address))
+    start_ray(RayConfig(address=address, log_to_driver=False))
+    assert [c["log_to_driver"] for c in calls] == [True, False]

@@ -79,11 +79,14 @@ class WandbConfig:
 
 @dataclass
 class RayConfig:
-    """`address` None starts a local Ray instance in the process; "auto" or "ray://…" joins a cluster."""
+    """`address` None starts a local Ray instance in the process; "auto" or "ray://…" joins a cluster.
+    `log_to_driver`: the workers' logs (rollout engines, learner ranks, reward workers) are printed by
+    the driver too; false keeps them in Ray's session logs only."""
 
     address: Optional[str] = None
     num_cpus: Optional[int] = None
     temp_dir: str = "/tmp/vo3rl-ray"
+    log_to_driver: bool = True
 
 
 @dataclass

@@ -19,8 +19,9 @@ def start_ray(cfg: RayConfig) -> None:
         return
     if cfg.address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(num_cpus=cfg.num_cpus, _temp_dir=cfg.temp_dir, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=cfg.num_cpus, _temp_dir=cfg.temp_dir, include_dashboard=False,
+                 log_to_driver=cfg.log_to_driver)
         log.info("started a local Ray with %s CPUs", cfg.num_cpus or "all")
     else:
-        ray.init(address=cfg.address, log_to_driver=False)
+        ray.init(address=cfg.address, log_to_driver=cfg.log_to_driver)
         log.info("joined Ray at %s", cfg.address)
