@@ -105,15 +105,17 @@ def test_yaml_round_trip(recipe_file, tmp_path):
     assert load_recipe(again) == r
 
 
-def test_every_shipped_recipe_loads():
+def test_every_shipped_recipe_loads_and_passes_every_check():
     from pathlib import Path
+
+    from vo3rl.orchestration.checks import load_checked_recipe
 
     recipes = sorted(Path(__file__).parents[1].joinpath("recipes").rglob("*.yaml"))
     assert recipes
     for path in recipes:
         # The paper RL recipes require the SFT checkpoint they start from; everything else loads as is.
         needs = ["rl.init_from=/ckpt/sft"] if path.name in ("rl.yaml", "rl_gspo.yaml") and "tiny_cpu" not in str(path) else []
-        load_recipe(path, needs)
+        load_checked_recipe(path, needs)
 
 
 def run_cli(*args, cwd=None):

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from vo3rl.config.rules import raise_first_broken
+
 DTYPES = ("auto", "bf16", "fp32")
 BACKENDS = ("auto", "gloo", "nccl")
 LOSS_ON = ("assistant", "all")
@@ -56,7 +58,7 @@ class LearnerConfig:
             (self.lm_head_chunk >= 1, "lm_head_chunk", self.lm_head_chunk, ">= 1"),
             (self.backend in BACKENDS, "backend", self.backend, f"one of {', '.join(BACKENDS)}"),
         ]
-        _raise_first("learner", checks)
+        raise_first_broken("learner", checks)
 
 
 @dataclass
@@ -140,11 +142,4 @@ class SFTConfig:
                 (stage.tdam_ratio is None or 0 <= stage.tdam_ratio <= 1, f"{key}.tdam_ratio", stage.tdam_ratio,
                  "in [0, 1]"),
             ]
-        _raise_first("sft", checks)
-
-
-def _raise_first(section: str, checks: list[tuple[bool, str, object, str]]) -> None:
-    """Raise ValueError("<section>.<key> = <value>: must be <rule>") for the first failed check."""
-    for ok, key, value, rule in checks:
-        if not ok:
-            raise ValueError(f"{section}.{key} = {value!r}: must be {rule}")
+        raise_first_broken("sft", checks)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vo3rl.config.rules import raise_first_broken
+
 AGGREGATIONS = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
 KL_ESTIMATORS = ("k1", "k3", "low_var_kl")
 OLD_LOGPROBS = ("learner", "rollout", "on_policy")
@@ -98,6 +100,4 @@ class RLConfig:
             (self.judge_concurrency >= 1, "judge_concurrency", self.judge_concurrency, ">= 1"),
             (self.learner_gpus >= 0, "learner_gpus", self.learner_gpus, ">= 0"),
         ]
-        for ok, key, value, rule in checks:
-            if not ok:
-                raise ValueError(f"rl.{key} = {value!r}: must be {rule}")
+        raise_first_broken("rl", checks)

@@ -105,7 +105,7 @@ def write_checkpoint(learner, path: str | Path, driver_state: dict, with_optimiz
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    learner.save_checkpoint(str(tmp), with_optimizer, driver_state)
+    learner.save_checkpoint(str(tmp), with_optimizer)
     (tmp / DRIVER_STATE).write_text(json.dumps(driver_state, indent=2) + "\n")
     trainer_state = json.loads((tmp / TRAINER_STATE).read_text())
     _fsync_tree(tmp)
