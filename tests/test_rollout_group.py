@@ -23,7 +23,7 @@ class StandInWorker:
     """RolloutWorker's interface. Each trajectory's single token is the weight version it was made
     with; a sample named "bad" is skipped; a sample named "fatal" kills the worker's process."""
 
-    def __init__(self, model_path, cfg, presets, templates, cache_mb, log_level):
+    def __init__(self, model_path, cfg, presets, templates, cache_mb, log_level, grammar=None):
         self.version = 0
 
     def ready(self):

@@ -233,3 +233,16 @@ def test_greedy_eval_scores_writes_every_episode_and_skips_bad_videos(tokenizer,
     assert [e["sample"] for e in episodes] == ["good", "wrong"]
     assert [e["components"]["accuracy"] for e in episodes] == [1.0, 0.0]
     assert episodes[0]["turns"] == [CALL, ANSWER] and episodes[0]["tool_calls"] == 1
+
+
+def test_the_reward_grammar_reaches_the_episode_loop():
+    """One source for the tool-call grammar: the rollout accepts exactly the calls the reward parses."""
+    from vo3rl.config.reward import RewardConfig
+    from vo3rl.config.rollout import RolloutConfig
+    from vo3rl.rollout.service import loop_config
+
+    reward = RewardConfig(strategies=["fine"], min_segment_s=2.0)
+    loop = loop_config(RolloutConfig(), "train", {}, {"strategies": reward.strategies, "min_segment_s": reward.min_segment_s})
+    assert (loop.strategies, loop.min_segment_s) == (("fine",), 2.0)
+    assert (loop_config(RolloutConfig(), "train").strategies, loop_config(RolloutConfig(), "train").min_segment_s) == (
+        ("coarse", "medium", "fine"), 1.0)

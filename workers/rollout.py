@@ -40,7 +40,7 @@ class RolloutWorker:
     """One vLLM engine and the episode driver around it. Arguments are plain dicts (recipe sections)."""
 
     def __init__(self, model_path: str, cfg: dict, presets: dict | None = None, templates: dict | None = None,
-                 cache_mb: int = 512, log_level: str = "INFO"):
+                 cache_mb: int = 512, log_level: str = "INFO", grammar: dict | None = None):
         from vo3rl.config.prompts import PromptTemplates
         from vo3rl.log import setup_logging
         from vo3rl.rollout.service import RolloutService
@@ -53,7 +53,8 @@ class RolloutWorker:
         self.model_path = model_path
         self.engine = VLLMEngine(model_path, config, tokenizer)
         self.service = RolloutService(self.engine, tokenizer, config, presets,
-                                      PromptTemplates(**(templates or {})), DecodeCache(max_bytes=cache_mb << 20))
+                                      PromptTemplates(**(templates or {})), DecodeCache(max_bytes=cache_mb << 20),
+                                      grammar)
 
     def ready(self) -> dict:
         """Health check: answers once the engine is up; `peak_rss_gib` is this worker process's peak memory."""
@@ -120,6 +121,9 @@ class RolloutGroup:
         self.model_path = str(model_path)
         self.presets = presets if presets is not None else _plain(getattr(video, "presets", None))
         self.templates = templates if templates is not None else _plain(getattr(recipe, "prompts", None))
+        reward = getattr(recipe, "reward", None)  # the tool-call grammar's one source
+        self.grammar = ({"strategies": list(reward.strategies), "min_segment_s": reward.min_segment_s}
+                        if reward is not None else None)
         self.cache_mb = cache_mb or int(getattr(video, "cache_mb", 512))
         self.log_level = log_level or getattr(getattr(recipe, "run", None), "log_level", "INFO")
         self.max_restarts = max_restarts
@@ -135,7 +139,8 @@ class RolloutGroup:
     def _start(self):
         options = {"num_cpus": self.cfg.worker_cpus, "num_gpus": self.cfg.worker_gpus}
         return self.worker_class.options(**options).remote(
-            self.model_path, asdict(self.cfg), self.presets, self.templates, self.cache_mb, self.log_level)
+            self.model_path, asdict(self.cfg), self.presets, self.templates, self.cache_mb, self.log_level,
+            self.grammar)
 
     def _restart(self, index: int) -> None:
         self.restarts += 1

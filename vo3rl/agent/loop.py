@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Generator, Protocol
 
-from vo3rl.agent.parse import NO_ACTION, TurnKind
+from vo3rl.agent.parse import MIN_SEGMENT_S, NO_ACTION, STRATEGIES, TurnKind
 from vo3rl.agent.render import TokenBytes, TrajectoryBuilder
 from vo3rl.agent.tools import error_observation, run_tool_call
 from vo3rl.agent.trajectory import Trajectory, VideoSpan
@@ -75,6 +75,10 @@ class LoopConfig:
     reserve_tokens: int = 2000
     sampling: dict = field(default_factory=dict)
     protocol: str = "video_o3"
+    # The tool-call grammar: the reward parses calls with the same two values (`reward.strategies`,
+    # `reward.min_segment_s` are their one source in a recipe).
+    strategies: tuple = STRATEGIES
+    min_segment_s: float = MIN_SEGMENT_S
 
 
 EpisodeSteps = Generator[TurnRequest, TurnOutput, Trajectory]
@@ -93,7 +97,8 @@ def episode(sample: Sample, tokenizer, cfg: LoopConfig, templates: PromptTemplat
     single_turn = cfg.protocol == "open_o3"
     view = "open_o3" if single_turn else "global"
     clip = sample_clip(sample.video, preset(view, **budgets.get(view, {})), cache)
-    builder = TrajectoryBuilder(tokenizer, sample, templates, cfg.protocol, group_index, token_bytes)
+    builder = TrajectoryBuilder(tokenizer, sample, templates, cfg.protocol, group_index, token_bytes,
+                                tuple(cfg.strategies), cfg.min_segment_s)
     builder.add_prompt(clip)
     clips = [clip]
     max_turns = 1 if single_turn else cfg.max_turns

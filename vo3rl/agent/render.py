@@ -65,6 +65,16 @@ class TurnStep:
     tool: ToolCallParse | None = None
 
 
+def first_user_text(sample: Sample, clip: Clip | None, templates: PromptTemplates, protocol: str) -> str:
+    """The text of the first user turn after the whole video: for video_o3 the global view's sampling
+    line, then the question."""
+    times = list(clip.timestamps_s) if clip is not None else None
+    text = render_question(sample, templates, protocol, times)
+    if clip is not None and protocol == "video_o3":
+        text = render_clip_observation(clip, templates) + "\n" + text
+    return text
+
+
 class TrajectoryBuilder:
     """Appends prompt, assistant and observation chunks; `build()` returns the Trajectory."""
 
@@ -128,10 +138,7 @@ class TrajectoryBuilder:
         self._extend([self.im_start] + self._encode("system\n" + system) + [self.im_end] + self._encode("\n"),
                      Role.PROMPT)
         if text is None:
-            times = list(clip.timestamps_s) if clip is not None else None
-            text = render_question(self.sample, self.templates, self.protocol, times)
-            if clip is not None and self.protocol == "video_o3":
-                text = render_clip_observation(clip, self.templates) + "\n" + text
+            text = first_user_text(self.sample, clip, self.templates, self.protocol)
         self._user(clip, text, Role.PROMPT)
 
     def add_assistant(self, content: str | list[int], logprobs: list[float] | None = None,

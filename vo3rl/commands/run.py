@@ -20,14 +20,11 @@ def run(args: argparse.Namespace) -> int:
 
     from vo3rl.commands.common import recipe_from_args
     from vo3rl.memory import PeakMemory
-    from vo3rl.orchestration.checks import pipeline_problem
+    from vo3rl.orchestration.checks import missing_inputs, pipeline_problem, placement_problems
     from vo3rl.orchestration.pipeline import StageRefused, StageUnavailable, run_pipeline
 
-    recipe = recipe_from_args(args)
-    problem = pipeline_problem(recipe, args.no_training)
-    if problem:
-        print(f"vo3rl run: error: {problem}", file=sys.stderr)
-        return 2
+    recipe = recipe_from_args(args, lambda r: pipeline_problem(r, args.no_training)
+                              or "; ".join(missing_inputs(r) + placement_problems(r)))
     try:
         with PeakMemory() as memory:
             results = run_pipeline(recipe, memory)

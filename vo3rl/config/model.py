@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
+
+SAVE_DTYPES = ("float32", "bfloat16")
 
 
 @dataclass
@@ -22,7 +25,16 @@ class TinyModelConfig:
     vision_intermediate: int = 128
     tie_word_embeddings: bool = True
     max_position_embeddings: int = 32768
+    rms_norm_eps: float = 1e-5
+    vision_tokens_per_second: int = 4  # temporal RoPE positions per second of video (the 7B: 2)
+    vocab_size: int = 151936  # rows of the embedding table (the 7B pads to 152064); >= the tokenizer's 151665
+    vision_fullatt_blocks: Optional[list[int]] = None  # vision blocks with full attention; None: the last one
+    save_dtype: str = "float32"  # the dtype the weights are written in: float32 or bfloat16 (a real checkpoint's)
+    max_shard_mb: int = 0  # > 0: weights split into safetensors shards of at most this many MB, with an index
     seed: int = 0
+
+    def fullatt_blocks(self) -> list[int]:
+        return list(self.vision_fullatt_blocks) if self.vision_fullatt_blocks is not None else [self.vision_depth - 1]
 
     def validate(self) -> None:
         if self.text_hidden % self.text_heads:
@@ -34,3 +46,15 @@ class TinyModelConfig:
             raise ValueError("text_heads must be a multiple of text_kv_heads")
         if self.vision_hidden % self.vision_heads:
             raise ValueError("vision_hidden must be a multiple of vision_heads")
+        if self.vocab_size < 151665:
+            raise ValueError(f"vocab_size = {self.vocab_size}: must be >= 151665 (the tokenizer's ids)")
+        if any(not 0 <= b < self.vision_depth for b in self.fullatt_blocks()):
+            raise ValueError(f"vision_fullatt_blocks = {self.vision_fullatt_blocks}: must be block indices in "
+                             f"[0, {self.vision_depth})")
+        if self.save_dtype not in SAVE_DTYPES:
+            raise ValueError(f"save_dtype = {self.save_dtype!r}: must be one of {', '.join(SAVE_DTYPES)}")
+        if self.rms_norm_eps <= 0 or self.vision_tokens_per_second < 1:
+            raise ValueError(f"rms_norm_eps = {self.rms_norm_eps} must be > 0 and vision_tokens_per_second = "
+                             f"{self.vision_tokens_per_second} >= 1")
+        if self.max_shard_mb < 0:
+            raise ValueError(f"max_shard_mb = {self.max_shard_mb}: must be >= 0 (0: one file)")

@@ -70,6 +70,7 @@ class SynthConfig:
     open_o3_frames: int = 16
     sft_protocols: list[str] = field(default_factory=lambda: list(SFT_PROTOCOLS))
     crf: int = 18  # x264 quality; flat colours survive compression at any sane value
+    paper_formats: bool = False  # also write the set in the papers' formats (vo3rl.sft.paper_files)
 
     def validate(self) -> None:
         """Raise ValueError naming the knob that cannot work."""

@@ -53,6 +53,14 @@ def options_from_question(question: str) -> list[str]:
     return opts if [o[0] for o in opts] == list(LETTERS[: len(opts)]) and len(opts) >= 2 else []
 
 
+def question_without_options(question: str) -> str:
+    """The question with its lettered option lines (and an "Options:" heading) removed: the templates
+    render the options themselves, so they would otherwise appear twice."""
+    kept = [line for line in question.splitlines()
+            if not _OPTION_LINE.match(line) and line.strip().lower() not in ("options:", "options")]
+    return "\n".join(kept).strip()
+
+
 def answer_letter(answer: Any, options: list[str], sample_id: str) -> str:
     """The key letter of an MCQ answer given as "B", "(B)", "B. blue", or the option text "blue".
     Raises SampleError when it names no option."""

@@ -241,3 +241,27 @@ def seeker_sft_row_to_example(row: Any, fallback_id: str, data_root: str | None 
         extra={"system_prompt": system[0]} if system else {},
     )
     return SFTExample(sample=sample, turns=turns, protocol="video_o3")
+
+
+def example_to_seeker_sft_row(example: SFTExample, system_prompt: str | None = None) -> dict[str, Any]:
+    """SFTExample with literal texts on every turn -> Seeker SFT chat (the layout `seeker_sft_row_to_example`
+    reads): one `videos` entry per user turn that shows video, no `<video>` placeholders. Raises ValueError
+    for a turn without text (render it first) or a video turn that is not the global view or a crop."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    videos = []
+    for index, turn in enumerate(example.turns):
+        if turn.text is None:
+            raise ValueError(f"example {example.sample.id!r}: turn {index} has no literal text; render it first")
+        messages.append({"role": turn.role, "content": turn.text})
+        if turn.video is None:
+            continue
+        if turn.video.preset == "global":
+            videos.append({"url": example.sample.video.path, "crop": [-1, -1]})
+        elif turn.video.preset in CROP_STRATEGIES:
+            videos.append({"url": example.sample.video.path, "crop": [turn.video.start_s, turn.video.end_s],
+                           "sample": turn.video.preset})
+        else:
+            raise ValueError(f"example {example.sample.id!r}: turn {index} shows a {turn.video.preset!r} view")
+    rl_row = sample_to_seeker_row(example.sample)
+    kept = ("doc_id", "data_source", "question", "options", "solution", "frame_fps", "task")
+    return {"messages": messages, "videos": videos, **{k: rl_row[k] for k in kept if k in rl_row}}

@@ -18,7 +18,7 @@ import re
 from typing import Any
 
 from vo3rl.data.chat import ChatTurn, SFTExample, VideoUse
-from vo3rl.data.mcq import answer_letter, options_from_question
+from vo3rl.data.mcq import answer_letter, options_from_question, question_without_options
 from vo3rl.data.paths import resolve_video_path
 from vo3rl.data.rowfields import interval_from_text, interval_text, optional_number, row_id
 from vo3rl.data.sample_json import parse_box
@@ -104,7 +104,7 @@ def stgr_row_to_sample(row: Any, fallback_id: str, data_root: str | None = None)
     grounding = task in (Task.TEMPORAL_GROUNDING, Task.TG_MCQ)
     return Sample(
         id=sample_id,
-        question=question,
+        question=question_without_options(question) if options else question,
         answer=answer,
         video=VideoRef(resolve_video_path(row.get("video_path"), data_root, sample_id)),
         task=task,
@@ -114,6 +114,30 @@ def stgr_row_to_sample(row: Any, fallback_id: str, data_root: str | None = None)
         key_frames=_key_frames(row, sample_id),
         source=str(row.get("source", "stgr")),
     )
+
+
+STGR_TASK_NAMES: dict[Task, str] = {
+    Task.MCQ: "General video QA MCQ", Task.FREE_FORM: "General video QA Free-form",
+    Task.TEMPORAL_GROUNDING: "temporal QA", Task.TG_MCQ: "temporal QA (MCQ)",
+}
+
+
+def sample_to_stgr_row(sample: Sample, reasoning: str | None = None) -> dict[str, Any]:
+    """Sample -> STGR row (the layout `stgr_row_to_sample` reads; with `reasoning`, an SFT row). Options
+    become lettered lines of the question, boxes stay normalised. Raises ValueError for a task STGR lacks."""
+    if sample.task not in STGR_TASK_NAMES:
+        raise ValueError(f"sample {sample.id!r}: STGR has no task {sample.task.value!r}")
+    question = "\n".join([sample.question, *sample.options]) if sample.options else sample.question
+    row: dict[str, Any] = {
+        "id": sample.id, "task": STGR_TASK_NAMES[sample.task], "source": sample.source, "question": question,
+        "answer": sample.answer, "video_path": sample.video.path,
+        "key_frames": [{"idx": i, "time": kf.time_s, "path": ""} for i, kf in enumerate(sample.key_frames)],
+        "key_items": {str(i): {name: [list(b) for b in boxes] for name, boxes in kf.boxes.items()}
+                      for i, kf in enumerate(sample.key_frames) if kf.boxes},
+    }
+    if reasoning is not None:
+        row["reasoning_process"] = reasoning
+    return row
 
 
 def stgr_row_to_example(row: Any, fallback_id: str, data_root: str | None = None) -> SFTExample:

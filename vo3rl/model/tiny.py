@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from vo3rl.config.model import TinyModelConfig
-from vo3rl.model.tokenizer import VOCAB_SIZE, build_tokenizer
+from vo3rl.model.tokenizer import build_tokenizer, write_vocab_and_merges
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +27,14 @@ def qwen2_5_vl_config(cfg: TinyModelConfig):
 
     cfg.validate()
     text = dict(
-        vocab_size=VOCAB_SIZE,
+        vocab_size=cfg.vocab_size,
         hidden_size=cfg.text_hidden,
         intermediate_size=cfg.text_intermediate,
         num_hidden_layers=cfg.text_layers,
         num_attention_heads=cfg.text_heads,
         num_key_value_heads=cfg.text_kv_heads,
         max_position_embeddings=cfg.max_position_embeddings,
+        rms_norm_eps=cfg.rms_norm_eps,
         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": list(cfg.mrope_section)},
         tie_word_embeddings=cfg.tie_word_embeddings,
         bos_token_id=151643,
@@ -46,7 +47,8 @@ def qwen2_5_vl_config(cfg: TinyModelConfig):
         intermediate_size=cfg.vision_intermediate,
         num_heads=cfg.vision_heads,
         out_hidden_size=cfg.text_hidden,
-        fullatt_block_indexes=[cfg.vision_depth - 1],
+        fullatt_block_indexes=cfg.fullatt_blocks(),
+        tokens_per_second=cfg.vision_tokens_per_second,
     )
     return Qwen2_5_VLConfig(
         text_config=text,
@@ -80,7 +82,10 @@ class NotOurModel(FileExistsError):
 
 
 def build_tiny_model(out_dir: str | Path, cfg: TinyModelConfig | None = None) -> Path:
-    """Initialise a tiny Qwen2.5-VL from `cfg.seed` and save model, tokenizer and processor in `out_dir`.
+    """Initialise a tiny Qwen2.5-VL from `cfg.seed` and save model, tokenizer and processor in `out_dir`:
+    the files a released Qwen2.5-VL ships (config, generation config, safetensors — sharded with an index
+    when `cfg.max_shard_mb` > 0 — in `cfg.save_dtype`, tokenizer.json, vocab.json, merges.txt, processor
+    configs, chat template).
 
     Returns the directory. Same seed and config give the same weights. Writes only into a folder that is
     new, empty, or one this function made before (it holds `vo3rl_tiny.json`); any other folder may be a
@@ -100,9 +105,13 @@ def build_tiny_model(out_dir: str | Path, cfg: TinyModelConfig | None = None) ->
     model.generation_config = GenerationConfig(
         bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False
     )
-    model.save_pretrained(out, safe_serialization=True)
+    if cfg.save_dtype == "bfloat16":  # initialised in fp32 from the seed, stored as a real checkpoint is
+        model = model.to(torch.bfloat16)
+    shard = {"max_shard_size": f"{cfg.max_shard_mb}MB"} if cfg.max_shard_mb else {}
+    model.save_pretrained(out, safe_serialization=True, **shard)
     processor = build_processor()
     processor.save_pretrained(out)
+    write_vocab_and_merges(out)
     (out / TINY_MARKER).write_text(json.dumps(asdict(cfg), indent=2) + "\n")
     n_params = sum(p.numel() for p in model.parameters())
     log.info("tiny Qwen2.5-VL with %.1fM parameters saved to %s", n_params / 1e6, out)

@@ -153,3 +153,16 @@ def build_tokenizer():
         if got != FIRST_SPECIAL_ID + offset:
             raise RuntimeError(f"special token {token} has id {got}, expected {FIRST_SPECIAL_ID + offset}")
     return tokenizer
+
+
+def write_vocab_and_merges(out_dir) -> None:
+    """vocab.json and merges.txt (the slow-tokenizer files a released Qwen checkpoint ships beside
+    tokenizer.json), taken from the tokenizer.json already saved in `out_dir`."""
+    import json
+    from pathlib import Path
+
+    out = Path(out_dir)
+    model = json.loads((out / "tokenizer.json").read_text(encoding="utf-8"))["model"]
+    (out / "vocab.json").write_text(json.dumps(model["vocab"], ensure_ascii=False), encoding="utf-8")
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")

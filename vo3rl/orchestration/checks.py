@@ -50,6 +50,77 @@ def pipeline_problem(recipe: Recipe, allow_no_training: bool = False) -> str | N
     return None
 
 
+def _under(path: str, folder: str) -> bool:
+    path, folder = Path(path).absolute(), Path(folder).absolute()
+    return path == folder or folder in path.parents
+
+
+def missing_inputs(recipe: Recipe) -> list[str]:
+    """One message per file or model folder a stage of `recipe.run.stages` reads that neither exists nor
+    is made by an earlier stage (data -> data.synth_dir, tiny_model -> model.path, sft -> sft.output_dir).
+    Checked on this machine, so for `vo3rl run`, not for a job that runs elsewhere."""
+    made: list[str] = []
+    problems: list[str] = []
+
+    def need(key: str, path: str, folder: bool = False) -> None:
+        if not path or any(_under(path, m) for m in made):
+            return
+        there = Path(path).is_dir() if folder else Path(path).is_file()
+        if folder and there and not (Path(path) / "config.json").is_file():
+            problems.append(f"{key} = {path!r}: the folder holds no config.json (not a model checkpoint)")
+        elif not there:
+            what = "model folder" if folder else "file"
+            hint = " (nothing is downloaded: give a local checkpoint folder)" if folder else ""
+            problems.append(f"{key} = {path!r}: no such {what}{hint}")
+
+    for stage in recipe.run.stages:
+        if stage == "sft":
+            need("model.path", recipe.model.path, folder=True)
+            for index, sft_stage in enumerate(recipe.sft.stages):
+                need(f"sft.stages.{index}.train", sft_stage.train)
+            if recipe.sft.gen_eval:
+                need("sft.gen_eval_file", recipe.sft.gen_eval_file)
+        elif stage == "rl":
+            if recipe.rl.init_from:
+                need("rl.init_from", recipe.rl.init_from, folder=True)
+            else:
+                need("model.path", recipe.model.path, folder=True)
+            need("data.train", recipe.data.train)
+            need("data.eval", recipe.data.eval)
+        made += {"data": [recipe.data.synth_dir], "tiny_model": [recipe.model.path],
+                 "sft": [recipe.sft.output_dir]}.get(stage, [])
+    return list(dict.fromkeys(problems))
+
+
+def placement_problems(recipe: Recipe, local_gpus: int | None = None) -> list[str]:
+    """Why the actors of the recipe's stages cannot all be placed on the local Ray this run would start
+    (`ray.address` null), instead of waiting for resources forever; empty for a cluster address (its
+    size is known only there). `local_gpus`: the machine's GPU count (default: torch's)."""
+    if recipe.ray.address:
+        return []
+    if local_gpus is None:
+        import torch
+
+        local_gpus = torch.cuda.device_count()
+    stages, rl, rollout = set(recipe.run.stages), recipe.rl, recipe.rollout
+    problems = []
+    if "rl" in stages:
+        rollout_cpus = rl.rollout_workers * rollout.worker_cpus
+        if recipe.ray.num_cpus is not None and rollout_cpus >= recipe.ray.num_cpus:
+            problems.append(f"rl.rollout_workers x rollout.worker_cpus = {rollout_cpus:g} CPUs: must be fewer than "
+                            f"ray.num_cpus = {recipe.ray.num_cpus} (the learner ranks need some)")
+        holders = recipe.learner.ranks + (1 if rl.loss.kl_coef else 0)
+        gpus = holders * rl.learner_gpus + rl.rollout_workers * rollout.worker_gpus
+        if gpus > local_gpus:
+            problems.append(f"the RL actors reserve {gpus:g} GPUs ({holders} learner x rl.learner_gpus = "
+                            f"{rl.learner_gpus:g}, {rl.rollout_workers} rollout x rollout.worker_gpus = "
+                            f"{rollout.worker_gpus:g}): this machine has {local_gpus}")
+    if "sft" in stages and recipe.learner.ranks > 1 and recipe.learner.ranks * recipe.sft.learner_gpus > local_gpus:
+        problems.append(f"learner.ranks x sft.learner_gpus = {recipe.learner.ranks * recipe.sft.learner_gpus:g} "
+                        f"GPUs: this machine has {local_gpus}")
+    return problems
+
+
 def load_checked_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> Recipe:
     """`vo3rl.config.load_recipe` plus the registry checks above. Raises RecipeError (one line)."""
     recipe = load_recipe(path, overrides)

@@ -47,7 +47,13 @@ def synth_data_stage(recipe: Recipe) -> dict:
     else:
         manifest = generate(recipe.data.synth, str(out))
     counts = manifest["counts"]
-    return {"dir": str(out), "videos": counts["videos"], "video_s": round(counts["video_seconds"], 1)}
+    summary = {"dir": str(out), "videos": counts["videos"], "video_s": round(counts["video_seconds"], 1)}
+    if recipe.data.synth.paper_formats:
+        from vo3rl.sft.paper_files import write_paper_files
+        from vo3rl.video.budgets import resolved_presets
+
+        summary["paper_files"] = write_paper_files(str(out), resolved_presets(recipe.video.presets), recipe.prompts)
+    return summary
 
 
 @stage("tiny_model")

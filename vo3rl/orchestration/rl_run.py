@@ -83,10 +83,13 @@ def open_rl_run(recipe: Recipe) -> RLRun:
     policy = str(resume or cfg.init_from or recipe.model.path)
     log.info("RL policy from %s (%d samples)", policy, len(samples))
     start_ray(recipe.ray)
-    # The rollout workers reserve their CPUs first; the learner ranks share what is left (at least 1).
+    # The rollout workers reserve their CPUs first; the learner ranks and the KL reference share what is
+    # left (a fraction of a CPU each when fewer are left than holders: Ray placement accepts that).
     ranks = recipe.learner.ranks
+    holders = ranks + (1 if cfg.loss.kl_coef else 0)
     rollout_cpus = cfg.rollout_workers * recipe.rollout.worker_cpus
-    cpus = max(1, int(((recipe.ray.num_cpus or ranks + rollout_cpus) - rollout_cpus) // max(1, ranks)))
+    left = (recipe.ray.num_cpus or holders + rollout_cpus) - rollout_cpus
+    cpus = max(1, int(left // holders)) if left >= holders else max(left, 1) / holders
     updates = max(1, cfg.steps * cfg.updates_per_batch)
     learner = LearnerGroup(policy, recipe.learner, total_steps=updates, cpus_per_rank=cpus,
                            gpus_per_rank=cfg.learner_gpus)

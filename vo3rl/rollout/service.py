@@ -28,15 +28,24 @@ from vo3rl.video.types import VideoError
 MODES = ("train", "eval")
 
 
-def loop_config(cfg: RolloutConfig, mode: str, presets: dict[str, dict] | None = None) -> LoopConfig:
+def loop_config(cfg: RolloutConfig, mode: str, presets: dict[str, dict] | None = None,
+                grammar: dict | None = None) -> LoopConfig:
     """The episode limits of `mode` ("train" or "eval"); `presets` are the recipe's sampling-preset
-    overrides (`video.presets`), shared with the learner so both sample the same frames."""
+    overrides (`video.presets`), shared with the learner so both sample the same frames; `grammar`
+    ({"strategies", "min_segment_s"}, from the reward config) the tool calls the reward accepts."""
     if mode not in MODES:
         raise ValueError(f"rollout mode must be one of {MODES}, got {mode!r}")
     turns = cfg.max_turns if mode == "train" else cfg.eval_max_turns
     return LoopConfig(max_turns=turns, max_new_tokens=cfg.max_new_tokens, max_videos=cfg.max_videos,
                       max_context=cfg.max_context, reserve_tokens=cfg.reserve_tokens,
-                      sampling=dict(presets or {}), protocol=cfg.protocol)
+                      sampling=dict(presets or {}), protocol=cfg.protocol, **tool_grammar(grammar))
+
+
+def tool_grammar(grammar: dict | None) -> dict:
+    """LoopConfig's grammar fields from a reward config's `strategies` / `min_segment_s` (None: defaults)."""
+    if not grammar:
+        return {}
+    return {"strategies": tuple(grammar["strategies"]), "min_segment_s": float(grammar["min_segment_s"])}
 
 
 @dataclass
@@ -66,8 +75,10 @@ class RolloutService:
     `presets`: the recipe's sampling-preset overrides; `cache`: this process's decode-once cache."""
 
     def __init__(self, engine, tokenizer, cfg: RolloutConfig, presets: dict | None = None,
-                 templates: PromptTemplates | None = None, cache: DecodeCache | None = None):
+                 templates: PromptTemplates | None = None, cache: DecodeCache | None = None,
+                 grammar: dict | None = None):
         cfg.validate()
+        self.grammar = dict(grammar or {})
         self.engine = engine
         self.tokenizer = tokenizer
         self.cfg = cfg
@@ -89,7 +100,7 @@ class RolloutService:
                  group_offset: int = 0) -> RolloutBatch:
         """`n_per_sample` trajectories per sample. mode "train": the recipe's sampling and turn limit;
         "eval": greedy, the eval turn limit (its last turn forced to answer)."""
-        loop = loop_config(self.cfg, mode, self.presets)
+        loop = loop_config(self.cfg, mode, self.presets, self.grammar)
         start = time.perf_counter()
         call = self.calls
         self.calls += 1

@@ -1,0 +1,140 @@
+"""The smoke overlays of the paper recipes (recipes/smoke/): they change only sizes and places, train a
+Qwen2.5-VL-7B look-alike, and run end to end in order (SFT -> SFT stage 2 -> RL, SFT -> GSPO)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKES = {  # overlay -> the paper recipe it must stay algorithmically equal to
+    "video_o3/sft_stage1.yaml": "video_o3/sft_stage1.yaml",
+    "video_o3/sft_stage2.yaml": "video_o3/sft_stage2.yaml",
+    "video_o3/rl.yaml": "video_o3/rl.yaml",
+    "open_o3_video/sft.yaml": "open_o3_video/sft.yaml",
+    "open_o3_video/rl_gspo.yaml": "open_o3_video/rl_gspo.yaml",
+}
+# Keys an overlay may change: sizes (counts, steps, batch and length limits, ranks, GPUs, dtype) and places
+# (paths, Ray, W&B). Everything else — losses, clips, KL, advantage, rewards, protocol, turn and video
+# limits, TDAM, schedule shape — must be the paper's.
+SIZE_AND_PLACE = (
+    "run.", "model.path", "model.tiny.", "data.", "wandb.", "ray.",
+    "learner.ranks", "learner.micro_batch_tokens", "learner.dtype", "learner.backend",
+    "sft.learner_gpus", "sft.batch_size", "sft.max_length", "sft.eval_every", "sft.save_every", "sft.gen_eval",
+    "sft.stages.0.max_steps",
+    "rollout.dtype", "rollout.max_model_len", "rollout.max_context", "rollout.reserve_tokens",
+    "rollout.max_new_tokens", "rollout.kv_cache_gib", "rollout.max_num_seqs", "rollout.in_process",
+    "rollout.worker_gpus", "rollout.worker_cpus",
+    "rl.steps", "rl.prompts_per_step", "rl.save_every", "rl.eval_samples", "rl.rollout_workers",
+    "rl.reward_workers", "rl.learner_gpus", "rl.init_from",
+)
+PLACES = ("output_dir", "train", "eval", "gen_eval_file", "init_from", "path")  # a path key anywhere
+
+
+def _may_differ(key: str) -> bool:
+    return key.startswith(SIZE_AND_PLACE) or key.rsplit(".", 1)[-1] in PLACES
+
+
+def _flat(tree, prefix=""):
+    if isinstance(tree, dict):
+        return {k: v for key, value in tree.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    if isinstance(tree, list) and tree and isinstance(tree[0], dict):
+        return {k: v for i, value in enumerate(tree) for k, v in _flat(value, f"{prefix}{i}.").items()}
+    return {prefix[:-1]: tree}
+
+
+def _resolved(path: Path, overrides=()) -> dict:
+    from vo3rl.config.loader import load_recipe
+
+    return _flat(OmegaConf.to_container(OmegaConf.structured(load_recipe(path, list(overrides))), resolve=True))
+
+
+@pytest.mark.parametrize("overlay", sorted(SMOKES))
+def test_overlay_changes_only_sizes_and_places(overlay):
+    # The paper recipe's required keys get a value so it resolves; the overlay sets them itself.
+    paper = _resolved(ROOT / "recipes" / SMOKES[overlay], ["rl.init_from=/ckpt"])
+    smoke = _resolved(ROOT / "recipes" / "smoke" / overlay)
+    changed = sorted(k for k in paper.keys() | smoke.keys()
+                     if paper.get(k) != smoke.get(k) and not _may_differ(k))
+    assert changed == [], {k: (paper.get(k), smoke.get(k)) for k in changed}
+
+
+def test_overlay_check_sees_an_algorithmic_change(tmp_path):
+    """The comparison above is not blind: an overlay that alters the clip range is caught."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f"extends: {ROOT / 'recipes/smoke/video_o3/rl.yaml'}\nrl:\n  loss: {{clip_high: 0.28}}\n")
+    paper = _resolved(ROOT / "recipes/video_o3/rl.yaml", ["rl.init_from=/ckpt"])
+    smoke = _resolved(bad)
+    assert [k for k in paper if paper[k] != smoke[k] and not _may_differ(k)] == ["rl.loss.clip_high"]
+
+
+def test_smoke_model_is_a_7b_lookalike():
+    from vo3rl.model.lookalike import QWEN2_5_VL_7B, lookalike_problems
+    from vo3rl.model.tiny import qwen2_5_vl_config
+
+    tiny = _recipe(ROOT / "recipes/smoke/video_o3/sft_stage1.yaml").model.tiny
+    config = qwen2_5_vl_config(tiny).to_dict()
+    # save_pretrained adds these two (the slow smoke test checks the saved config.json itself)
+    config.update(dtype=tiny.save_dtype, architectures=["Qwen2_5_VLForConditionalGeneration"])
+    assert lookalike_problems(config) == []
+    wrong = {**config, "text_config": {**config["text_config"], "num_key_value_heads": 7}}
+    assert any("num_key_value_heads" in p for p in lookalike_problems(wrong))
+    untied = {**config, "text_config": {**config["text_config"], "vocab_size": QWEN2_5_VL_7B["vocab_size"] - 128}}
+    assert any(p.startswith("vocab_size") for p in lookalike_problems(untied))
+
+
+def _recipe(path):
+    from vo3rl.config.loader import load_recipe
+
+    return load_recipe(path)
+
+
+def _run(overlay: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled", "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, "-m", "vo3rl.cli", "run", str(ROOT / "recipes/smoke" / overlay)],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def smoke_dir():
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="vo3smoke", dir="/tmp") as folder:
+        yield Path(folder)
+
+
+@pytest.mark.slow
+def test_out_of_order_smoke_is_refused_before_work(smoke_dir):
+    result = _run("video_o3/rl.yaml", smoke_dir)
+    assert result.returncode == 2
+    assert "rl.init_from = 'runs/smoke/video-o3-sft-stage2/sft/final': no such model folder" in result.stderr
+    assert "Traceback" not in result.stderr and not (smoke_dir / "runs/smoke/video-o3-rl").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overlay", ["video_o3/sft_stage1.yaml", "video_o3/sft_stage2.yaml", "video_o3/rl.yaml",
+                                     "open_o3_video/sft.yaml", "open_o3_video/rl_gspo.yaml"])
+def test_smoke_runs_end_to_end(smoke_dir, overlay):
+    """In this order each run starts from the previous one's checkpoint, as the paper's stages do."""
+    result = _run(overlay, smoke_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = smoke_dir / "runs/smoke"
+    model = runs / "qwen2.5-vl-7b-lookalike"
+    index = json.loads((model / "model.safetensors.index.json").read_text())
+    assert len(set(index["weight_map"].values())) >= 2  # sharded, as a real checkpoint
+    from vo3rl.model.lookalike import lookalike_problems
+
+    assert lookalike_problems(json.loads((model / "config.json").read_text())) == []
+    assert {"vocab.json", "merges.txt", "tokenizer.json", "generation_config.json"} <= {p.name for p in model.iterdir()}
+    name = _recipe(ROOT / "recipes/smoke" / overlay).run.name
+    summary = json.loads((runs / name / ("rl" if "rl" in overlay else "sft") / "summary.json").read_text())
+    if "rl" in overlay:
+        assert summary["steps"] == 2 and summary["skipped_samples"] == {} and summary["failed_trajectories"] == {}
+        assert summary["before"]["eval/n"] >= 1
+    else:
+        assert [st["steps"] for st in summary["stages"]] == [2]
+        assert all(skips["total"] == 0 for skips in summary["skips"].values())  # every paper-format row read
+        assert (runs / name / "sft/final/config.json").is_file()
