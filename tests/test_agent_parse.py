@@ -78,6 +78,18 @@ def test_exactly_one_second_is_long_enough():
     assert parse_tool_call(grounding('{"temporal_segment": [5, 6], "sampling_strategy": "fine"}'), 60).ok
 
 
+@pytest.mark.parametrize("segment", ["[0.4, 1.4]", "[0.1, 1.1]", "[2.3, 3.3]"])
+def test_one_second_written_in_decimals_survives_float_rounding(segment):
+    # 1.4 - 0.4 == 0.9999999999999999 in binary floating point; the model meant one second
+    parsed = parse_tool_call(grounding(f'{{"temporal_segment": {segment}, "sampling_strategy": "fine"}}'), 60)
+    assert parsed.ok, parsed.error
+
+
+def test_a_hundredth_short_of_one_second_is_still_refused():
+    parsed = parse_tool_call(grounding('{"temporal_segment": [0.4, 1.39], "sampling_strategy": "fine"}'), 60)
+    assert not parsed.ok and parsed.error.kind == "segment_too_short"
+
+
 def test_no_grounding_and_unclosed_grounding():
     assert parse_tool_call("<think>hm</think>", 10).error.kind == "no_grounding"
     unclosed = parse_tool_call('<grounding>{"temporal_segment": [1, 5], "sampling_strategy": "fine"}', 10)

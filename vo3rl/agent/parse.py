@@ -15,6 +15,10 @@ from enum import Enum
 
 STRATEGIES = ("coarse", "medium", "fine")
 MIN_SEGMENT_S = 1.0
+# Seconds a segment may fall short of `min_segment_s` and still count: 1.4 - 0.4 is 0.9999999999999999 in
+# binary floating point, and the model meant one second. Far below any frame interval, so it admits
+# nothing a person would call shorter.
+SEGMENT_LENGTH_TOLERANCE_S = 1e-6
 # Beyond these sizes a payload cannot be a real call / number / box; refuse instead of working on it.
 MAX_JSON_CHARS = 4096
 MAX_NUMBER_CHARS = 64
@@ -183,7 +187,8 @@ def parse_tool_call(
 
     The JSON object is read between the first `{` and the last `}` of the grounding (a second try
     turns single quotes into double). The segment is clipped to [0, duration_s] (seconds; only the
-    lower bound when the duration is unknown) and must then span at least `min_segment_s`.
+    lower bound when the duration is unknown) and must then span at least `min_segment_s` (less
+    `SEGMENT_LENGTH_TOLERANCE_S`, for float rounding).
     """
     text = as_text(output)
     start = text.rfind("<grounding>")
@@ -220,7 +225,7 @@ def parse_tool_call(
     limit = finite_number(duration_s)
     if limit is not None:
         lo, hi = min(lo, limit), min(max(hi, 0.0), limit)
-    if hi - lo < min_segment_s:
+    if hi - lo < min_segment_s - SEGMENT_LENGTH_TOLERANCE_S:
         inside = f" inside the video (0 to {limit:g}s)" if limit is not None else ""
         return _fail("segment_too_short", f"The segment [{t0:g}, {t1:g}] spans {max(hi - lo, 0.0):g}s{inside}; "
                      f"it must span at least {min_segment_s:g}s.")

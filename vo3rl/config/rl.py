@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vo3rl.config.rules import raise_first_broken
+from vo3rl.config.rules import Rule, raise_first_broken
 
 AGGREGATIONS = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
 KL_ESTIMATORS = ("k1", "k3", "low_var_kl")
@@ -16,7 +16,14 @@ OLD_LOGPROBS = ("learner", "rollout", "on_policy")
 @dataclass
 class LossConfig:
     """`name` picks the registered loss; clip bounds are ratios' distance from 1 (Video-o3: 0.2 / 0.3;
-    Open-o3's GSPO: 0.2 / 0.2). `kl_coef` 0 disables KL; `kl_estimator` is k1 or k3 (low-variance)."""
+    Open-o3's GSPO: 0.2 / 0.2). `kl_coef` 0 disables KL; `kl_estimator` is k1 or k3 (low-variance).
+
+    Safeguards (as in verl; they bound extremes only, the formulas stay methods.md section 5's):
+    `log_ratio_clamp` (nats): logp - old_logp (GRPO per token, GSPO per sequence) and the k3
+    estimate's inner log-ratio are clamped to [-c, c] before exp; `kl_clamp` (nats): the k3 per-token
+    estimate is clamped to [-c, c]; `dual_clip` (a ratio, > 1; 0 or null: off): for tokens with A < 0
+    the clipped objective is further bounded by -A * dual_clip.
+    """
 
     name: str = "grpo"
     clip_low: float = 0.2
@@ -24,6 +31,23 @@ class LossConfig:
     aggregation: str = "token-mean"
     kl_coef: float = 0.0
     kl_estimator: str = "k3"
+    log_ratio_clamp: float = 20.0
+    kl_clamp: float = 10.0
+    dual_clip: float | None = 3.0
+
+    def rules(self) -> list[Rule]:
+        """This section's rules, keys relative to `rl.loss` (RLConfig.validate prefixes them)."""
+        return [
+            (self.aggregation in AGGREGATIONS, "aggregation", self.aggregation, f"one of {', '.join(AGGREGATIONS)}"),
+            (self.kl_estimator in KL_ESTIMATORS, "kl_estimator", self.kl_estimator,
+             f"one of {', '.join(KL_ESTIMATORS)}"),
+            (self.clip_low >= 0, "clip_low", self.clip_low, ">= 0"),
+            (self.clip_high >= 0, "clip_high", self.clip_high, ">= 0"),
+            (self.kl_coef >= 0, "kl_coef", self.kl_coef, ">= 0 (0: no KL term)"),
+            (self.log_ratio_clamp > 0, "log_ratio_clamp", self.log_ratio_clamp, "> 0 (nats)"),
+            (self.kl_clamp > 0, "kl_clamp", self.kl_clamp, "> 0 (nats)"),
+            (not self.dual_clip or self.dual_clip > 1, "dual_clip", self.dual_clip, "> 1 (or 0 / null: off)"),
+        ]
 
 
 @dataclass
@@ -74,13 +98,7 @@ class RLConfig:
             (self.prompts_per_step >= 1, "prompts_per_step", self.prompts_per_step, ">= 1"),
             (self.group_size >= 1, "group_size", self.group_size, ">= 1"),
             (self.advantage_eps > 0, "advantage_eps", self.advantage_eps, "> 0"),
-            (self.loss.aggregation in AGGREGATIONS, "loss.aggregation", self.loss.aggregation,
-             f"one of {', '.join(AGGREGATIONS)}"),
-            (self.loss.kl_estimator in KL_ESTIMATORS, "loss.kl_estimator", self.loss.kl_estimator,
-             f"one of {', '.join(KL_ESTIMATORS)}"),
-            (self.loss.clip_low >= 0, "loss.clip_low", self.loss.clip_low, ">= 0"),
-            (self.loss.clip_high >= 0, "loss.clip_high", self.loss.clip_high, ">= 0"),
-            (self.loss.kl_coef >= 0, "loss.kl_coef", self.loss.kl_coef, ">= 0 (0: no KL term)"),
+            *((ok, f"loss.{key}", value, rule) for ok, key, value, rule in self.loss.rules()),
             (self.updates_per_batch >= 1, "updates_per_batch", self.updates_per_batch, ">= 1"),
             (self.lr is None or self.lr > 0, "lr", self.lr, "> 0 (or unset: learner.lr)"),
             (self.warmup_ratio is None or 0 <= self.warmup_ratio <= 1, "warmup_ratio", self.warmup_ratio,

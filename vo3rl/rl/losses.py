@@ -10,6 +10,11 @@ Aggregation modes:
 - token-mean:          sum over all trained tokens / global token count
 - seq-mean-token-sum:  sum over sequences of (sum over its tokens) / global sequence count
 - seq-mean-token-mean: sum over sequences of (mean over its tokens) / global sequence count
+
+Safeguards (`rl.loss.log_ratio_clamp`, `kl_clamp`, `dual_clip`; verl's): they bound extremes only and
+leave the paper's formulas unchanged wherever the log-ratio stays within +-log_ratio_clamp, the k3
+estimate within +-kl_clamp and, for A < 0, the ratio below dual_clip. Beyond a clamp the clamped
+quantity is constant, so it carries no gradient there, as a clipped ratio does.
 """
 from __future__ import annotations
 
@@ -56,14 +61,23 @@ def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str, counts: Globa
     return per_seq.sum() / max(counts.sequences, 1)
 
 
-def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> torch.Tensor:
-    """Per-token KL(pi || ref) estimate from samples of pi: k1 = log(pi/ref); k3 = r - log r - 1 with
-    r = ref/pi (unbiased, non-negative, low variance)."""
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str, log_ratio_clamp: float | None = None,
+               kl_clamp: float | None = None) -> torch.Tensor:
+    """Per-token KL(pi || ref) estimate (nats) from samples of pi: k1 = log(pi/ref); k3 = r - log r - 1
+    with r = ref/pi (unbiased, non-negative, low variance).
+
+    k3 is bounded twice, as verl's low_var_kl is: its log r is clamped to [-log_ratio_clamp,
+    log_ratio_clamp] before exp (so exp cannot overflow to inf and give an inf * 0 = nan gradient), and
+    the estimate itself to [-kl_clamp, kl_clamp] (only the upper bound can act: k3 >= 0). None leaves
+    either unbounded. k1 is linear in the log-probs, cannot overflow, and is never clamped."""
     log_ratio = ref_logp - logp
     if estimator == "k1":
         return -log_ratio
     if estimator in ("k3", "low_var_kl"):
-        return torch.exp(log_ratio) - log_ratio - 1.0
+        if log_ratio_clamp is not None:
+            log_ratio = log_ratio.clamp(-log_ratio_clamp, log_ratio_clamp)
+        kl = torch.exp(log_ratio) - log_ratio - 1.0
+        return kl if kl_clamp is None else kl.clamp(-kl_clamp, kl_clamp)
     raise ValueError(f"unknown KL estimator {estimator!r}; known: k1, k3")
 
 
@@ -77,26 +91,44 @@ def get_policy_loss(name: str) -> LossFn:
     return POLICY_LOSSES.get(name)
 
 
-def _clipped_objective(ratio: torch.Tensor, adv: torch.Tensor, cfg: LossConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high)) and where clipping was active."""
+@dataclass
+class ClippedObjective:
+    """Per-token loss [B, L] and boolean masks of where the PPO clip and the dual clip were active."""
+
+    per_token: torch.Tensor
+    clipped: torch.Tensor
+    dual_clipped: torch.Tensor
+
+
+def _clipped_objective(ratio: torch.Tensor, adv: torch.Tensor, cfg: LossConfig) -> ClippedObjective:
+    """Per-token max(-A r, -A clip(r, 1 - eps_low, 1 + eps_high)); where A < 0 and dual clip is on, further
+    bounded above by -A c (c = cfg.dual_clip), so a huge ratio on a bad token cannot dominate the batch
+    (the bound is constant: no gradient there)."""
     unclipped = -adv * ratio
     clipped = -adv * ratio.clamp(1.0 - cfg.clip_low, 1.0 + cfg.clip_high)
-    return torch.maximum(unclipped, clipped), (clipped > unclipped)
+    per_token = torch.maximum(unclipped, clipped)
+    dual_clipped = torch.zeros_like(per_token, dtype=torch.bool)
+    if cfg.dual_clip:
+        bound = -adv * cfg.dual_clip
+        dual_clipped = (adv < 0) & (per_token > bound)
+        per_token = torch.where(dual_clipped, bound.expand_as(per_token), per_token)
+    return ClippedObjective(per_token, clipped > unclipped, dual_clipped)
 
 
-def _finish(batch: PolicyBatch, per_token: torch.Tensor, clipped: torch.Tensor, ratio: torch.Tensor,
+def _finish(batch: PolicyBatch, objective: ClippedObjective, ratio: torch.Tensor,
             cfg: LossConfig, counts: GlobalCounts) -> tuple[torch.Tensor, dict[str, float]]:
-    mask = batch.mask.to(per_token.dtype)
-    loss = aggregate(per_token, mask, cfg.aggregation, counts)
+    mask = batch.mask.to(objective.per_token.dtype)
+    loss = aggregate(objective.per_token, mask, cfg.aggregation, counts)
     n = mask.sum().clamp(min=1)
     metrics = {
         "pg_loss": float(loss.detach()),
-        "clip_frac": float((clipped.to(mask.dtype) * mask).sum() / n),
+        "clip_frac": float((objective.clipped.to(mask.dtype) * mask).sum() / n),
+        "dual_clip_frac": float((objective.dual_clipped.to(mask.dtype) * mask).sum() / n),
         "ratio_mean": float((ratio.detach() * mask).sum() / n),
         "trained_tokens": float(mask.sum()),
     }
     if cfg.kl_coef and batch.ref_logp is not None:
-        kl = kl_penalty(batch.logp, batch.ref_logp, cfg.kl_estimator)
+        kl = kl_penalty(batch.logp, batch.ref_logp, cfg.kl_estimator, cfg.log_ratio_clamp, cfg.kl_clamp)
         kl_term = aggregate(kl, mask, cfg.aggregation, counts)
         loss = loss + cfg.kl_coef * kl_term
         metrics["kl"] = float(kl_term.detach())
@@ -105,20 +137,23 @@ def _finish(batch: PolicyBatch, per_token: torch.Tensor, clipped: torch.Tensor, 
 
 @register_policy_loss("grpo")
 def grpo_loss(batch: PolicyBatch, cfg: LossConfig, counts: GlobalCounts):
-    """PPO-clip per token with the token ratio r = exp(logp - old_logp) and asymmetric bounds."""
-    ratio = torch.exp(batch.logp - batch.old_logp)
-    per_token, clipped = _clipped_objective(ratio, batch.advantages[:, None], cfg)
-    return _finish(batch, per_token, clipped, ratio, cfg, counts)
+    """PPO-clip per token with the token ratio r = exp(logp - old_logp) and asymmetric bounds; the
+    log-ratio is clamped to +-log_ratio_clamp before exp."""
+    log_ratio = (batch.logp - batch.old_logp).clamp(-cfg.log_ratio_clamp, cfg.log_ratio_clamp)
+    ratio = torch.exp(log_ratio)
+    return _finish(batch, _clipped_objective(ratio, batch.advantages[:, None], cfg), ratio, cfg, counts)
 
 
 @register_policy_loss("gspo")
 def gspo_loss(batch: PolicyBatch, cfg: LossConfig, counts: GlobalCounts):
     """Sequence-level ratio s_i = exp(mean_t (logp - old_logp)) over trained tokens, carried per token
-    as sg[log s_i] + logp_t - sg[logp_t] so each token's gradient is that of log s_i's share."""
+    as sg[log s_i] + logp_t - sg[logp_t] so each token's gradient is that of log s_i's share.
+
+    The per-token value equals log s_i, so clamping it to +-log_ratio_clamp bounds s_i and, beyond the
+    bound, stops the gradient of all of the sequence's tokens (as GRPO's clamp does per token)."""
     mask = batch.mask.to(batch.logp.dtype)
     log_ratio = (batch.logp - batch.old_logp) * mask
     seq_log_ratio = log_ratio.sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
     token_log_ratio = seq_log_ratio.detach()[:, None] + batch.logp - batch.logp.detach()
-    ratio = torch.exp(token_log_ratio)
-    per_token, clipped = _clipped_objective(ratio, batch.advantages[:, None], cfg)
-    return _finish(batch, per_token, clipped, ratio, cfg, counts)
+    ratio = torch.exp(token_log_ratio.clamp(-cfg.log_ratio_clamp, cfg.log_ratio_clamp))
+    return _finish(batch, _clipped_objective(ratio, batch.advantages[:, None], cfg), ratio, cfg, counts)

@@ -134,7 +134,8 @@ def policy_loss(scores, batch, trajectories, inputs: PolicyLossInputs | None) ->
     share, metrics = get_policy_loss(cfg.name)(PolicyBatch(logp, old, advantages, mask, ref), cfg, counts)
     tokens = metrics["trained_tokens"]
     summable = {"pg_loss": metrics["pg_loss"], "trained_tokens": tokens,
-                "clipped_tokens": metrics["clip_frac"] * tokens, "ratio_sum": metrics["ratio_mean"] * tokens}
+                "clipped_tokens": metrics["clip_frac"] * tokens, "ratio_sum": metrics["ratio_mean"] * tokens,
+                "dual_clipped_tokens": metrics["dual_clip_frac"] * tokens}
     if "kl" in metrics:
         summable["kl"] = metrics["kl"]
     if scores.entropy is not None:
@@ -159,12 +160,14 @@ def register_rl_losses(registry: Registry[Loss] = LOSSES) -> None:
 
 def policy_metrics(update: dict) -> dict[str, float]:
     """The global batch's policy-loss figures from a train step's summed `sum/…` metrics: the loss
-    and KL terms (shares of the global mean, so their sum is the global value), the fraction of
-    trained tokens whose ratio was clipped, the mean ratio (per trained token) and, when the loss
-    saw them, the mean entropy and the mean |rollout − learner| log-prob gap."""
+    and KL terms (shares of the global mean, so their sum is the global value), the fractions of
+    trained tokens whose ratio was clipped and whose loss the dual clip bounded (A < 0, ratio beyond
+    `rl.loss.dual_clip`), the mean ratio (per trained token) and, when the loss saw them, the mean
+    entropy and the mean |rollout − learner| log-prob gap."""
     tokens = max(update.get("sum/trained_tokens", 0.0), 1.0)
     out = {"train/pg_loss": update.get("sum/pg_loss", float("nan")),
            "train/clip_frac": update.get("sum/clipped_tokens", float("nan")) / tokens,
+           "train/dual_clip_frac": update.get("sum/dual_clipped_tokens", float("nan")) / tokens,
            "train/ratio_mean": update.get("sum/ratio_sum", float("nan")) / tokens}
     if "sum/kl" in update:
         out["train/kl"] = update["sum/kl"]
