@@ -9,7 +9,7 @@ from learner_fixtures import trajectory, write_colour_mp4
 
 from vo3rl.agent.trajectory import Role
 from vo3rl.config.learner import LearnerConfig
-from vo3rl.train.checkpoint import write_checkpoint
+from vo3rl.train.checkpoint import hf_dir, write_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_save_load_gives_identical_logprobs(tiny_model_dir, tokenizer, trajs, tm
     trained.train_step(trajs, global_tokens=sum(int(t.loss_mask().sum()) for t in trajs))
     before, _ = trained.logprobs(trajs)
     path = write_checkpoint(trained, tmp_path / "step_1", {})
-    assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
+    assert (hf_dir(path) / "model.safetensors").is_file() and (hf_dir(path) / "tokenizer.json").is_file()
     fresh = _learner(tiny_model_dir, tokenizer)
     untrained, _ = fresh.logprobs(trajs)
     assert not np.allclose(untrained[0], before[0], equal_nan=True)
@@ -97,8 +97,8 @@ def test_save_load_gives_identical_logprobs(tiny_model_dir, tokenizer, trajs, tm
     after, _ = fresh.logprobs(trajs)
     for a, b in zip(before, after):
         np.testing.assert_array_equal(a, b)
-    # The directory is an ordinary HF checkpoint too.
-    direct = Learner(path, LearnerConfig(), tokenizer=tokenizer)
+    # Its hf/ is an ordinary HF checkpoint too.
+    direct = Learner(hf_dir(path), LearnerConfig(), tokenizer=tokenizer)
     for a, b in zip(before, direct.logprobs(trajs)[0]):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
@@ -114,7 +114,8 @@ def test_bad_checkpoints_are_refused_clearly(tiny_model_dir, tokenizer, trajs, t
         learner.load_checkpoint(path)
     with pytest.raises(CheckpointError, match="does not exist"):
         learner.load_checkpoint(tmp_path / "nowhere")
-    other = build_tiny_model(tmp_path / "wider", TinyModelConfig(text_hidden=128, mrope_section=[8, 12, 12]))
+    other = tmp_path / "wider"
+    build_tiny_model(hf_dir(other), TinyModelConfig(text_hidden=128, mrope_section=[8, 12, 12]))
     (other / MARKER).write_text(json.dumps({"step": 0}))
     with pytest.raises(CheckpointError, match="another model.*hidden_size"):
         learner.load_checkpoint(other, with_optimizer=False)

@@ -8,6 +8,7 @@ import pytest
 from learner_fixtures import trajectory, write_colour_mp4
 
 from vo3rl.config.learner import LearnerConfig
+from vo3rl.train.checkpoint import hf_dir
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).parent / "scripts" / "vllm_generate.py"
@@ -20,7 +21,7 @@ def test_saved_checkpoint_generates_in_vllm(tiny_model_dir, tokenizer, tmp_path)
     traj = trajectory(tokenizer, video)
     learner = Learner(tiny_model_dir, LearnerConfig(lr=1e-3, warmup_ratio=0.0), tokenizer=tokenizer)
     learner.train_step([traj], global_tokens=int(traj.loss_mask().sum()))
-    path = learner.save_checkpoint(tmp_path / "step_1", with_optimizer=False)
+    path = hf_dir(learner.save_checkpoint(tmp_path / "step_1", with_optimizer=False))
     done = subprocess.run([sys.executable, str(SCRIPT), str(path), video, "4"], capture_output=True, text=True,
                           timeout=540, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]

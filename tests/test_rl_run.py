@@ -48,13 +48,13 @@ def test_rl_runs_checkpoints_and_resumes_after_kill(tmp_path):
         time.sleep(2)
     os.killpg(first.pid, signal.SIGKILL)  # the driver and everything it started
     first.wait()
-    assert (checkpoints / "step_000001" / "driver_state.json").is_file()
+    assert (checkpoints / "step_000001" / "state" / "driver_state.json").is_file()
     assert not (checkpoints / "step_000002").exists()
 
     second = launch(tmp_path)
     out, _ = second.communicate(timeout=900)
     assert second.returncode == 0, out[-4000:]
-    assert (checkpoints / "step_000002" / "model.safetensors").is_file()
+    assert (checkpoints / "step_000002" / "hf" / "model.safetensors").is_file()
 
     steps = [r for r in records(tmp_path / "run" / "rl" / "metrics.jsonl") if "batch/prompt_ids" in r]
     assert [r["step"] for r in steps][-1] == 2

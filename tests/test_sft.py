@@ -75,7 +75,8 @@ def test_sft_driver_trains_checkpoints_and_resumes(tokenizer, tiny_model_dir, tm
     summary = run_sft(recipe)
     out = tmp_path / "run" / "sft"
     assert [s["steps"] for s in summary["stages"]] == [2, 1]
-    assert validate_checkpoint(out / "final")["step"] == 3
+    assert (out / "final").resolve() == (out / "step_3" / "hf").resolve()  # the model the next stage takes
+    assert validate_checkpoint(out / "step_3")["step"] == 3
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in records if "train/loss" in r]
     assert [r["step"] for r in train] == [1, 2, 3] and train[-1]["train/tdam"] == 1.0

@@ -6,7 +6,8 @@ whole group: it splits a batch over the ranks and merges their answers.
     group = LearnerGroup(model_path, LearnerConfig(ranks=2), total_steps=100)
     metrics = group.train_step(trajectories, loss="sft")     # split over ranks, normalised globally
     logprobs, entropy = group.logprobs(trajectories)
-    group.save_checkpoint("runs/x/step_100"); group.load_checkpoint("runs/x/step_100")
+    write_checkpoint(group, "runs/x/step_100", driver_state)  # any number of ranks may load it back
+    group.load_checkpoint("runs/x/step_100")
     weights = group.export_weights()                          # full state dict from rank 0
 """
 from __future__ import annotations

@@ -7,6 +7,7 @@ from typing import Optional
 from vo3rl.config.rules import raise_first_broken
 
 DTYPES = ("auto", "bf16", "fp32")
+SAVE_DTYPES = ("auto", "bf16", "fp32")
 BACKENDS = ("auto", "gloo", "nccl")
 LOSS_ON = ("assistant", "all")
 
@@ -20,6 +21,11 @@ class LearnerConfig:
     "bf16" or "fp32". `tdam_ratio`: the fraction of steps trained under the TDAM mask (0 = never).
     `lm_head_chunk`: positions per LM-head chunk (bounds the [positions, vocab] logits in memory).
     `grad_clip` <= 0 turns clipping off. `backend`: "auto" (gloo on CPU, nccl on GPU), "gloo" or "nccl".
+    `save_dtype`: the dtype of a checkpoint's HF weights (what `vllm serve` runs): "auto" (bf16 when
+    `dtype` resolves to bf16, else the dtype the starting model's config.json states if float32 or
+    bfloat16, else fp32), "bf16" or "fp32"; the fp32 master weights are kept for resuming either way.
+    `keep_last`: after each checkpoint, keep only the newest N complete ones of the run (0 = keep all;
+    never what `final` points at).
     """
 
     ranks: int = 1
@@ -38,6 +44,8 @@ class LearnerConfig:
     dtype: str = "auto"
     lm_head_chunk: int = 2048
     backend: str = "auto"
+    save_dtype: str = "auto"
+    keep_last: int = 0
     seed: int = 0
 
     def validate(self) -> None:
@@ -57,6 +65,8 @@ class LearnerConfig:
             (self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}"),
             (self.lm_head_chunk >= 1, "lm_head_chunk", self.lm_head_chunk, ">= 1"),
             (self.backend in BACKENDS, "backend", self.backend, f"one of {', '.join(BACKENDS)}"),
+            (self.save_dtype in SAVE_DTYPES, "save_dtype", self.save_dtype, f"one of {', '.join(SAVE_DTYPES)}"),
+            (self.keep_last >= 0, "keep_last", self.keep_last, ">= 0 (0: keep all)"),
         ]
         raise_first_broken("learner", checks)
 

@@ -105,11 +105,11 @@ def rl_stage(recipe: Recipe) -> dict:
 def eval_stage(recipe: Recipe) -> dict:
     """Evaluate the newest policy this run produced (RL, else SFT, else `model.path`)."""
     from vo3rl.orchestration.eval_run import run_eval
-    from vo3rl.train.checkpoint import latest_checkpoint
+    from vo3rl.train.checkpoint import hf_dir, latest_checkpoint
 
     sft_final = Path(recipe.sft.output_dir) / "final"
     newest = latest_checkpoint(Path(recipe.run.output_dir) / "rl" / "checkpoints")
-    model = newest or (sft_final if sft_final.exists() else Path(recipe.model.path))
+    model = hf_dir(newest) if newest else (sft_final if sft_final.exists() else Path(recipe.model.path))
     metrics = run_eval(recipe, str(model), recipe.rl.eval_samples)
     (Path(recipe.run.output_dir) / "eval.json").write_text(json.dumps({"model": str(model), **metrics}, indent=2) + "\n")
     return {"model": str(model), **{k: round(v, 3) for k, v in metrics.items()

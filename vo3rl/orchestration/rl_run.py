@@ -22,7 +22,7 @@ from vo3rl.log import get_logger, progress
 from vo3rl.metrics import MetricsLog, open_wandb, trajectory_table
 from vo3rl.orchestration.ray_setup import start_ray
 from vo3rl.rl.step import PromptSet, StepServices, rl_step
-from vo3rl.train.checkpoint import latest_checkpoint, read_driver_state, write_checkpoint
+from vo3rl.train.checkpoint import hf_dir, latest_checkpoint, read_driver_state, write_checkpoint
 from vo3rl.workers.learner import LearnerGroup
 from vo3rl.workers.reward import RewardPool
 from vo3rl.workers.rollout import RolloutGroup
@@ -52,9 +52,11 @@ class RLRun:
                         self.out / "eval" / f"step_{self.step:06d}.jsonl")
 
     def save(self) -> Path:
-        """Checkpoint the policy, optimizer and driver state as `checkpoints/step_<n>`."""
+        """Checkpoint the policy, optimizer and driver state as `checkpoints/step_<n>` (the servable
+        model in its `hf/`), keeping the newest `learner.keep_last`."""
         path = write_checkpoint(self.services.learner, self.checkpoints / f"step_{self.step:06d}",
-                                {"step": self.step, "seed": self.prompts.seed, "wandb_id": self.metrics.wandb_id})
+                                {"step": self.step, "seed": self.prompts.seed, "wandb_id": self.metrics.wandb_id},
+                                keep_last=self.recipe.learner.keep_last)
         log.info("checkpoint %s", path)
         return path
 
@@ -80,7 +82,7 @@ def open_rl_run(recipe: Recipe) -> RLRun:
     if cfg.eval_samples and recipe.data.eval:
         eval_samples = _read(recipe.data.eval, recipe, SkipLog("rl eval"))[: cfg.eval_samples]
     resume = latest_checkpoint(out / "checkpoints") if cfg.resume else None
-    policy = str(resume or cfg.init_from or recipe.model.path)
+    policy = str(hf_dir(resume) if resume is not None else cfg.init_from or recipe.model.path)
     log.info("RL policy from %s (%d samples)", policy, len(samples))
     start_ray(recipe.ray)
     # The rollout workers reserve their CPUs first; the learner ranks and the KL reference share what is

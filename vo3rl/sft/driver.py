@@ -3,9 +3,11 @@ alignment, stage 2 with TDAM), each a cosine schedule with warmup over its own d
 
 Per step: a global batch of trajectories, one optimizer step on the learner ranks, metrics to W&B
 and `metrics.jsonl`. Every `eval_every` steps the loss on the held-out split; every `save_every` steps
-and at the end a checkpoint (`step_N/`, HF format + optimizer + where the driver was). `resume`
-restarts from one. With `gen_eval`, greedy multi-turn episodes on the eval file are scored with the
-rewards before and after (format reward, answer accuracy).
+and at the end a checkpoint (`step_N/`: the HF model in `step_N/hf`, optimizer and where the driver
+was in `step_N/state`; `final` links to the last one's `hf/`, the model a next stage starts from).
+`resume` restarts from a `step_N`. With `gen_eval`,
+greedy multi-turn episodes on the eval file are scored with the rewards before and after (format
+reward, answer accuracy).
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from vo3rl.model.tokenizer import build_tokenizer
 from vo3rl.model.video_inputs import VideoMaterialiser
 from vo3rl.rollout.hf_engine import HFGreedyEngine
 from vo3rl.sft.data import load_sft_trajectories
-from vo3rl.train.checkpoint import CheckpointError, latest_checkpoint, read_driver_state, write_checkpoint
+from vo3rl.train.checkpoint import HF_DIR, CheckpointError, hf_dir, latest_checkpoint, read_driver_state, write_checkpoint
 from vo3rl.train.contract import PolicyLearner
 from vo3rl.video.budgets import resolved_presets
 from vo3rl.video.cache import DecodeCache
@@ -142,21 +144,22 @@ def run_sft(recipe: Recipe, make_learner: LearnerFactory) -> dict:
             if done or (cfg.save_every and global_step % cfg.save_every == 0):
                 last_path = write_checkpoint(learner, out / f"step_{global_step}", {
                     "stage": index + (step + 1 == n_steps), "stage_step": 0 if step + 1 == n_steps else step + 1,
-                    "global_step": global_step, "wandb_id": metrics_log.wandb_id})
+                    "global_step": global_step, "wandb_id": metrics_log.wandb_id},
+                    keep_last=recipe.learner.keep_last)
         loss = held_out_loss(learner, split.held_out, cfg.loss_on, cfg.eval_batches * cfg.batch_size)
         metrics_log.log({"eval/loss": loss}, global_step)
         summary["stages"].append({"name": stage.name, "steps": n_steps, "train": len(split.train),
                                   "held_out": len(split.held_out), "eval_loss": loss})
     summary["train_seconds"] = time.perf_counter() - started
-    if last_path is not None:  # `sft/final` always names the last complete checkpoint
+    if last_path is not None:  # `sft/final` is always the HF model of the last complete checkpoint
         final = out / "final"
         if final.is_symlink() or final.exists():
             final.unlink()
-        final.symlink_to(Path(last_path).name)
+        final.symlink_to(Path(Path(last_path).name) / HF_DIR)
     summary["checkpoint"] = str(last_path or resume)
     learner.shutdown()
     if cfg.gen_eval and last_path is not None:
-        summary["after"] = generation_eval(recipe, last_path, tokenizer, cache, cfg.gen_eval_samples,
+        summary["after"] = generation_eval(recipe, hf_dir(last_path), tokenizer, cache, cfg.gen_eval_samples,
                                            out / "gen_eval_after.jsonl")
     if metrics_log.wandb is not None:
         metrics_log.wandb.summary.update({f"gen/{when}_{k}": summary[when][k] for when in ("before", "after")

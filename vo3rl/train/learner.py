@@ -8,6 +8,7 @@ two, one micro-batch or eight, give the same gradient.
 """
 from __future__ import annotations
 
+import json
 import random
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from vo3rl.model.tiny import build_processor
 from vo3rl.model.tokenizer import build_tokenizer
 from vo3rl.model.video_inputs import VideoMaterialiser
 from vo3rl.train import checkpoint as ckpt
+from vo3rl.train import checkpoint_state
 from vo3rl.train import fsdp
 from vo3rl.train.batch import Batch, build_batch, micro_batches, n_trained_tokens
 from vo3rl.train.forward import install_scoring, score_targets
@@ -34,6 +36,22 @@ log = get_logger(__name__)
 
 def _device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+
+def _rng_to_json(state: tuple) -> list:
+    """`random.Random.getstate()` as JSON: [version, [625 ints], gauss_next]."""
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _rng_from_json(state: list) -> tuple:
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
+
+
+def _source_config(model_path: Path) -> dict:
+    """The model directory's config.json as written (its dtype fields are not the loaded model's)."""
+    return json.loads((model_path / "config.json").read_text())
 
 
 def _load_tokenizer(model_path: Path, build):
@@ -55,6 +73,7 @@ class Learner:
         self.rank, self.world_size = fsdp.world()
         self.device = _device()
         self.bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and self.device.type == "cuda")
+        self.save_dtype = ckpt.resolve_save_dtype(cfg.save_dtype, self.bf16, _source_config(self.model_path))
         torch.manual_seed(cfg.seed)
         self._rng = random.Random(cfg.seed)
         config = AutoConfig.from_pretrained(self.model_path)
@@ -215,38 +234,52 @@ class Learner:
         return weights if self.rank == 0 else {}
 
     def save_checkpoint(self, path: str | Path, with_optimizer: bool = True, extra: dict | None = None) -> str:
-        """The files of a checkpoint at `path`: HF weights and config (rank 0) + each rank's optimizer
-        state; returns the directory. No completion marker: `vo3rl.train.checkpoint.write_checkpoint`
-        calls this under a temporary name and commits the result. Collective."""
+        """The files of a checkpoint at `path` (layout: `vo3rl.train.checkpoint`): the HF directory in
+        the save dtype (rank 0), then with `with_optimizer` every rank's optimizer shards (DCP), and the
+        trainer state (JSON); returns `path`. No completion marker: `write_checkpoint` calls this under
+        a temporary name and commits the result. Collective."""
         path = Path(path)
-        state = fsdp.full_state_dict(self.model)
+        weights = fsdp.full_state_dict(self.model)
         if self.rank == 0:
-            meta = {"step": self.step, "world_size": self.world_size, **(extra or {})}
-            ckpt.save_hf_checkpoint(self.model_class, self.config, state, path, self.model_path, meta,
-                                    self.generation_config)
-        if fsdp.is_sharded():
-            dist.barrier()
+            ckpt.save_hf_checkpoint(self.model_class, self.config, weights, ckpt.hf_dir(path), self.model_path,
+                                    self.save_dtype, self.generation_config)
+        del weights
+        # The fp32 master weights are stored once: hf/ holds them when it is fp32, else state/ does.
+        masters_in_state = with_optimizer and self.save_dtype != "float32"
+        trainer_state = {"step": self.step, "world_size": self.world_size, **ckpt.fingerprint(self.config),
+                         "weights_dtype": self.save_dtype, "master_weights": "state" if masters_in_state else "hf",
+                         "optimizer": None, "extra": extra or {}}
         if with_optimizer:
-            ckpt.save_optimizer(path, self.rank, self.world_size, self.optimizer, self.scheduler,
-                                {"step": self.step, "rng": self._rng.getstate(), **(extra or {})})
+            saved = checkpoint_state.save_optimizer_state(ckpt.optimizer_dir(path), self.model,
+                                                          self.optimizer, with_model=masters_in_state)
+            trainer_state["optimizer"] = {**saved, "scheduler": self.scheduler.state_dict(),
+                                          "rng": _rng_to_json(self._rng.getstate())}
+        if self.rank == 0:
+            ckpt.write_trainer_state(path, trainer_state)
         if fsdp.is_sharded():
             dist.barrier()
         return str(path)
 
     def load_checkpoint(self, path: str | Path, with_optimizer: bool = True) -> dict:
-        """Load weights (and optimizer state) saved by `save_checkpoint`; returns the saved extras.
-        Raises CheckpointError on an incomplete directory or another model's checkpoint."""
-        ckpt.validate_checkpoint(path, self.config)
-        source = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
-        fsdp.load_full_state_dict(self.model, source.state_dict())
-        del source
-        extra = {}
+        """Load weights (and optimizer state, schedule, step and TDAM RNG) saved by `save_checkpoint`,
+        by any number of ranks; returns the saved extras with `step`. Raises CheckpointError on an
+        incomplete directory, another model's checkpoint, or optimizer state that does not fit."""
+        meta = ckpt.validate_checkpoint(path, self.config)
+        resume = meta.get("optimizer")
+        if with_optimizer and not resume:
+            raise ckpt.CheckpointError(f"checkpoint {path} was saved without optimizer state")
+        masters_in_state = with_optimizer and meta.get("master_weights") == "state"
+        if not masters_in_state:
+            source = Qwen2_5_VLForConditionalGeneration.from_pretrained(ckpt.hf_dir(path), dtype=torch.float32)
+            fsdp.load_full_state_dict(self.model, source.state_dict())
+            del source
         if with_optimizer:
-            extra = ckpt.load_optimizer(path, self.rank, self.world_size, self.optimizer, self.scheduler)
-            self.step = int(extra.get("step", self.step))
-            if "rng" in extra:
-                self._rng.setstate(extra["rng"])
-        return extra
+            checkpoint_state.load_optimizer_state(ckpt.optimizer_dir(path), self.model, self.optimizer,
+                                                  resume, with_model=masters_in_state)
+            self.scheduler.load_state_dict(resume["scheduler"])
+            self._rng.setstate(_rng_from_json(resume["rng"]))
+            self.step = int(meta["step"])
+        return {"step": meta.get("step"), **meta.get("extra", {})}
 
     def shutdown(self) -> None:
         """Nothing to release in process: the process group, when there is one, belongs to whoever
