@@ -1,15 +1,15 @@
 """Answer correctness: option letters, ROUGE F1 for free-form text, box IoU, interval IoU, TG-MCQ."""
 from __future__ import annotations
 
+import functools
 import math
 import re
-from collections import Counter
 
 from vo3rl.agent.parse import MAX_ITEMS, as_text, parse_box, parse_choice, parse_claims, parse_interval
-from vo3rl.rewards.stem import stem
 
-MAX_ROUGE_TOKENS = 512  # ROUGE-L is quadratic; answers are short, garbage is cut here
-_WORD = re.compile(r"[a-z0-9]+")
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
+MAX_ROUGE_TOKENS = 512  # ROUGE-L's table is quadratic; answers are short, garbage is cut here
+_TOKEN = re.compile(r"[a-z0-9]+")  # what rouge-score keeps as a token: used only to find the cut
 
 
 def choice_reward(answer: str | None, key: str) -> float:
@@ -20,47 +20,40 @@ def choice_reward(answer: str | None, key: str) -> float:
     return 1.0 if letter is not None and letter == parse_choice(key) else 0.0
 
 
-def rouge_tokens(text: str) -> list[str]:
-    """Lowercase alphanumeric words, Porter-stemmed when longer than three letters (ROUGE's convention)."""
-    words = _WORD.findall(as_text(text)[: 16 * MAX_ROUGE_TOKENS].lower())[:MAX_ROUGE_TOKENS]
-    return [stem(w) if len(w) > 3 else w for w in words]
+@functools.lru_cache(maxsize=1)
+def _scorer():
+    """The reference scorer (rouge-score, Porter stemming), built on first use: importing it loads nltk (~1 s).
+    Its own tokenizer, with each word's stem computed once and remembered: nltk's Porter is most of
+    the cost and an answer vocabulary is small, so the scores are the package's, about twice as fast."""
+    from rouge_score import tokenize, tokenizers
+    from rouge_score.rouge_scorer import RougeScorer
+    from nltk.stem import porter
+
+    class RememberingStemmer:
+        stem = staticmethod(functools.lru_cache(maxsize=1 << 16)(porter.PorterStemmer().stem))
+
+    class StemOnceTokenizer(tokenizers.Tokenizer):
+        def tokenize(self, text):
+            return tokenize.tokenize(text, RememberingStemmer)
+
+    return RougeScorer(list(ROUGE_TYPES), tokenizer=StemOnceTokenizer())
 
 
-def _f1(overlap: float, predicted: int, reference: int) -> float:
-    if overlap <= 0 or predicted == 0 or reference == 0:
-        return 0.0
-    precision, recall = overlap / predicted, overlap / reference
-    return 2 * precision * recall / (precision + recall)
-
-
-def _ngram_f1(prediction: list[str], reference: list[str], n: int) -> float:
-    pred = Counter(zip(*(prediction[i:] for i in range(n))))
-    ref = Counter(zip(*(reference[i:] for i in range(n))))
-    overlap = sum((pred & ref).values())
-    return _f1(overlap, sum(pred.values()), sum(ref.values()))
-
-
-def _lcs_length(a: list[str], b: list[str]) -> int:
-    if len(a) < len(b):
-        a, b = b, a
-    row = [0] * (len(b) + 1)
-    for token in a:
-        diagonal = 0
-        for j, other in enumerate(b, start=1):
-            above = row[j]
-            row[j] = diagonal + 1 if token == other else max(above, row[j - 1])
-            diagonal = above
-    return row[-1]
+def _cut(text: str) -> str:
+    """`text` lowercased and cut after its first MAX_ROUGE_TOKENS tokens (rouge-score's tokens: runs of
+    a-z0-9 after lowercasing), so a runaway output costs at most a 512 x 512 LCS table."""
+    lowered = as_text(text)[: 16 * MAX_ROUGE_TOKENS].lower()
+    for count, match in enumerate(_TOKEN.finditer(lowered), start=1):
+        if count == MAX_ROUGE_TOKENS:
+            return lowered[: match.end()]
+    return lowered
 
 
 def rouge_scores(prediction: str, reference: str) -> dict[str, float]:
-    """ROUGE-1, ROUGE-2 and ROUGE-L F1 of a prediction against one reference, with stemming."""
-    pred, ref = rouge_tokens(prediction), rouge_tokens(reference)
-    return {
-        "rouge1": _ngram_f1(pred, ref, 1),
-        "rouge2": _ngram_f1(pred, ref, 2),
-        "rougeL": _f1(_lcs_length(pred, ref), len(pred), len(ref)),
-    }
+    """ROUGE-1, ROUGE-2 and ROUGE-L F1 of a prediction against one reference, as the reference
+    rouge-score package computes them (lowercased a-z0-9 tokens, Porter-stemmed when longer than three)."""
+    scores = _scorer().score(_cut(reference), _cut(prediction))  # rouge-score takes (target, prediction)
+    return {name: float(scores[name].fmeasure) for name in ROUGE_TYPES}
 
 
 def free_form_reward(prediction: str | None, reference: str) -> float:

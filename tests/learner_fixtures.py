@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import av
 import numpy as np
+import pytest
 
 from vo3rl.agent.render import from_sft_example
 from vo3rl.data.chat import ChatTurn, SFTExample, VideoUse
@@ -59,3 +60,18 @@ def three_video_example(video_path: str, sample_id: str = "s1", answer_text: str
 def trajectory(tokenizer, video_path: str, **kwargs):
     example = three_video_example(video_path, **kwargs)
     return from_sft_example(example, tokenizer, clip_for(example.sample.video))
+
+
+def local_ray_fixture(temp_dir: str):
+    """A module-scoped fixture running a 2-CPU local Ray cluster (no dashboard, worker logs kept in
+    `temp_dir`): `ray_local = local_ray_fixture("/tmp/vo3rl-x")` in a test module."""
+
+    @pytest.fixture(scope="module")
+    def ray_local():
+        import ray
+
+        ray.init(num_cpus=2, _temp_dir=temp_dir, include_dashboard=False, log_to_driver=False)
+        yield
+        ray.shutdown()
+
+    return ray_local

@@ -2,7 +2,7 @@
 (gloo) loads into 1, and 1 into 2; the resumed step is the uninterrupted run's step."""
 import numpy as np
 import pytest
-from learner_fixtures import trajectory, write_colour_mp4
+from learner_fixtures import local_ray_fixture, trajectory, write_colour_mp4
 
 from vo3rl.config.learner import LearnerConfig
 from vo3rl.train.checkpoint import write_checkpoint
@@ -10,13 +10,7 @@ from vo3rl.train.checkpoint import write_checkpoint
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, _temp_dir="/tmp/vo3rl-ck", include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+ray_local = local_ray_fixture("/tmp/vo3rl-ck")
 
 
 def _train(model_dir, ranks, trajs, steps, save_dtype="auto", save_after=None, save_to=None, resume=None):

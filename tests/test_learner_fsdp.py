@@ -1,20 +1,14 @@
 """Learner workers under Ray: 1 rank and 2 FSDP2 ranks (gloo) take the same step."""
 import numpy as np
 import pytest
-from learner_fixtures import trajectory, write_colour_mp4
+from learner_fixtures import local_ray_fixture, trajectory, write_colour_mp4
 
 from vo3rl.config.learner import LearnerConfig
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(num_cpus=2, _temp_dir="/tmp/vo3rl-t5", include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+ray_local = local_ray_fixture("/tmp/vo3rl-t5")
 
 
 def _step(model_dir, ranks, trajs):
@@ -66,3 +60,17 @@ def test_one_and_two_ranks_give_the_same_loss_and_weights(ray_local, tiny_model_
         assert policy["train/ratio_mean"] == pytest.approx(1.0, abs=1e-4) and policy["train/clip_frac"] == 0.0
     assert policy_one["train/pg_loss"] == pytest.approx(policy_two["train/pg_loss"], rel=1e-4, abs=1e-6)
     assert policy_one["train/entropy"] == pytest.approx(policy_two["train/entropy"], rel=1e-4)
+
+
+def test_ranks_the_cluster_cannot_place_stop_with_one_line_and_free_the_cluster(ray_local, tiny_model_dir):
+    import ray
+
+    from vo3rl.workers.learner import LearnerGroup
+
+    cfg = LearnerConfig(ranks=2)
+    with pytest.raises(RuntimeError) as caught:  # 2 ranks x 2 CPUs on a 2-CPU cluster
+        LearnerGroup(str(tiny_model_dir), cfg, cpus_per_rank=2, placement_timeout_s=1.0)
+    message = str(caught.value)
+    assert message.startswith("learner: 2 rank(s) of {'CPU': 2} (4 CPU in all) were not placed in 1 s")
+    assert "the cluster has 2 CPU in all" in message and "ray.placement_timeout_s" in message
+    ray.get(ray.remote(num_cpus=2)(lambda: 1).remote(), timeout=60)  # its reservation was given back

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from vo3rl.config.loader import load_recipe
-from vo3rl.orchestration.checks import missing_inputs, placement_problems
+from vo3rl.orchestration.checks import eval_inputs, missing_inputs, placement_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,4 +59,37 @@ def test_run_refuses_before_writing_anything(tmp_path):
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "rl.init_from = '/nowhere/sft': no such model folder" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def _checkpoint(folder: Path) -> Path:
+    """A vo3rl checkpoint's outline: marker and hf/config.json (enough for the folder rule)."""
+    (folder / "hf").mkdir(parents=True)
+    (folder / "hf" / "config.json").write_text("{}")
+    (folder / "vo3rl_checkpoint.json").write_text("{}")
+    return folder
+
+
+def test_a_checkpoint_step_is_evaluated_through_its_hf_folder_and_named_in_recipe_keys(tmp_path):
+    step = _checkpoint(tmp_path / "run" / "step_4")
+    (tmp_path / "rl_train.jsonl").write_text("")
+    (tmp_path / "rl_eval.jsonl").write_text("")
+    recipe = _recipe(f"data.root={tmp_path}", f"rl.init_from={step}")
+    assert eval_inputs(recipe, str(step)) == (step / "hf", [])
+    assert eval_inputs(recipe, str(step / "hf")) == (step / "hf", [])
+    # A recipe key is not rewritten behind the user's back; the message says where the model is.
+    assert missing_inputs(recipe) == [f"rl.init_from = '{step}': the folder holds no config.json (not a model "
+                                      f"checkpoint) (a vo3rl checkpoint: its model is '{step}/hf')"]
+
+
+def test_eval_names_a_missing_model_and_eval_file(tmp_path):
+    recipe = _recipe(f"data.root={tmp_path}")
+    folder, problems = eval_inputs(recipe, str(tmp_path / "nope"))
+    assert problems == [f"--model = '{tmp_path}/nope': no such folder (give an HF model folder or a vo3rl checkpoint step_N)",
+                        f"data.eval = '{tmp_path}/rl_eval.jsonl': no such file"]
+    result = subprocess.run([sys.executable, "-m", "vo3rl.cli", "eval", str(ROOT / "recipes/video_o3/rl.yaml"),
+                             "--model", str(tmp_path / "nope"), "rl.init_from=/x", f"data.root={tmp_path}",
+                             f"run.output_dir={tmp_path}/out"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("vo3rl eval: error: --model = ")
     assert not (tmp_path / "out").exists()

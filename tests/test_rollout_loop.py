@@ -1,5 +1,6 @@
 """The episode loop and the many-episode driver against a SCRIPTED engine (canned turns, no vLLM): tool
 calls, error observations, every limit, the forced last turn, Open-o3's single turn, skipped samples."""
+import logging
 import math
 
 import numpy as np
@@ -246,3 +247,16 @@ def test_the_reward_grammar_reaches_the_episode_loop():
     assert (loop.strategies, loop.min_segment_s) == (("fine",), 2.0)
     assert (loop_config(RolloutConfig(), "train").strategies, loop_config(RolloutConfig(), "train").min_segment_s) == (
         ("coarse", "medium", "fine"), 1.0)
+
+
+def test_an_eval_call_logs_its_progress_and_a_train_call_does_not(tokenizer, video, caplog, monkeypatch):
+    monkeypatch.setattr("vo3rl.log.PROGRESS_EVERY_S", 0.0)  # a line for every finished episode
+    caplog.set_level(logging.INFO, logger="vo3rl.progress")
+    svc, _ = service(tokenizer, by_turn(CALL, ANSWER))
+    samples = [make_sample(video, f"s{i}") for i in range(3)]
+    svc.generate(samples, 1, mode="train")
+    svc.generate(samples, 1, mode="eval")
+    messages = [r.getMessage() for r in caplog.records if r.name == "vo3rl.progress"]
+    assert [m.split(",")[0] for m in messages] == [
+        "rollout eval call 1: 1/3 episodes (33%)", "rollout eval call 1: 2/3 episodes (67%)",
+        "rollout eval call 1: 3/3 episodes (100%)"]

@@ -29,6 +29,8 @@ DEMO = REPO / "recipes" / "tiny_cpu" / "demo.yaml"
     (["rl.lr=-0.1"], "rl.lr = -0.1: must be > 0"),
     (["rl.old_logprobs=on_policy", "rl.updates_per_batch=2"], "on_policy needs updates_per_batch: 1"),
     (["run.name=${nope.x}"], "'run.name': Interpolation key 'nope.x' not found"),
+    (["ray.placement_timeout_s=0"], "ray.placement_timeout_s = 0.0: must be > 0 (seconds)"),
+    (["reward.judge.max_retries=-1"], "reward.judge.max_retries = -1: must be an integer >= 0"),
 ])
 def test_bad_values_are_one_line_naming_key_value_and_rule(overrides, fragment):
     with pytest.raises(RecipeError) as err:

@@ -89,6 +89,15 @@ def split_for_ranks(items: Sequence, ranks: int, sizes: Sequence[int] | None = N
     return shares
 
 
+def unplaceable_message(ranks: int, bundle: dict, cluster: dict, waited_s: float) -> str:
+    """Why the learner did not start, in one line: what it asked for and what the cluster has."""
+    have = ", ".join(f"{cluster.get(key, 0):g} {key}" for key in bundle)
+    need = ", ".join(f"{ranks * amount:g} {key}" for key, amount in bundle.items())
+    return (f"learner: {ranks} rank(s) of {bundle} ({need} in all) were not placed in {waited_s:g} s; the cluster "
+            f"has {have} in all (rollout workers hold some). Lower learner.ranks or rl.learner_gpus / "
+            f"sft.learner_gpus, add nodes, or raise ray.placement_timeout_s if an autoscaler is adding them")
+
+
 class LearnerGroup:
     """The learner ranks of one run, in a placement group (one bundle per rank: `cpus_per_rank` CPUs,
     and a GPU each when `gpus_per_rank` > 0). Implements `vo3rl.train.contract.PolicyLearner`:
@@ -96,12 +105,16 @@ class LearnerGroup:
     other method runs on all ranks (they are collectives) and returns rank 0's answer."""
 
     def __init__(self, model_path: str, cfg: LearnerConfig, total_steps: int = 1, cpus_per_rank: float = 1,
-                 gpus_per_rank: float = 0, log_level: str = "INFO"):
+                 gpus_per_rank: float = 0, log_level: str = "INFO", placement_timeout_s: float = 600.0):
         cfg.validate()
         self.cfg = cfg
         bundle = {"CPU": cpus_per_rank} | ({"GPU": gpus_per_rank} if gpus_per_rank else {})
         self.placement = placement_group([dict(bundle) for _ in range(cfg.ranks)], strategy="PACK")
-        ray.get(self.placement.ready())
+        try:
+            ray.get(self.placement.ready(), timeout=placement_timeout_s)
+        except ray.exceptions.GetTimeoutError:
+            remove_placement_group(self.placement)
+            raise RuntimeError(unplaceable_message(cfg.ranks, bundle, ray.cluster_resources(), placement_timeout_s)) from None
         port = _free_port()
         master = ray.util.get_node_ip_address()
         self.workers = [

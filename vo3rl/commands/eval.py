@@ -11,14 +11,22 @@ HELP = "evaluate a checkpoint: greedy episodes (eval turn limit) on data.eval, s
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_recipe_arguments(parser)
-    parser.add_argument("--model", default=None, help="HF directory to evaluate (default: model.path)")
+    parser.add_argument("--model", default=None,
+                        help="HF model folder or vo3rl checkpoint step_N (its hf/) to evaluate (default: model.path)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
 
 
 def run(args: argparse.Namespace) -> int:
     from vo3rl.commands.common import recipe_from_args
+    from vo3rl.orchestration.checks import eval_inputs
     from vo3rl.orchestration.eval_run import run_eval
 
-    recipe = recipe_from_args(args)
-    print(json.dumps(run_eval(recipe, args.model, args.limit), indent=2))
+    model = {}
+
+    def refuse(recipe):
+        model["folder"], problems = eval_inputs(recipe, args.model)
+        return "; ".join(problems) or None
+
+    recipe = recipe_from_args(args, refuse=refuse)
+    print(json.dumps(run_eval(recipe, str(model["folder"]), args.limit), indent=2))
     return 0

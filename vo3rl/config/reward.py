@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vo3rl.config.names import DATA_TYPES, PROTOCOLS, TASKS
+from vo3rl.config.rules import raise_first_broken
 
 DEFAULT_JUDGE_PROMPT = (
     "You grade answers to questions about a video. Compare the candidate answer with the reference "
@@ -19,11 +20,15 @@ DEFAULT_JUDGE_PROMPT = (
 @dataclass
 class JudgeConfig:
     """`url` is the API base (e.g. "http://127.0.0.1:8000/v1"); empty disables the judge.
-    `api_key_env` names an environment variable holding a bearer token, if the server wants one."""
+    `api_key_env` names an environment variable holding a bearer token, if the server wants one.
+    `timeout_s` bounds each attempt (seconds); `max_retries` more attempts follow a connection error,
+    a timeout, 408/409/429 or a 5xx, so one answer waits at most about (max_retries + 1) * timeout_s
+    plus the client's backoff before it falls back to the rule score."""
 
     url: str = ""
     model: str = ""
     timeout_s: float = 10.0
+    max_retries: int = 2
     max_tokens: int = 4
     api_key_env: str = ""
     prompt: str = DEFAULT_JUDGE_PROMPT
@@ -31,6 +36,13 @@ class JudgeConfig:
     @property
     def enabled(self) -> bool:
         return bool(self.url)
+
+    def validate(self) -> None:
+        raise_first_broken("reward.judge", [
+            (self.timeout_s > 0, "timeout_s", self.timeout_s, "> 0 (seconds per attempt)"),
+            (isinstance(self.max_retries, int) and self.max_retries >= 0, "max_retries", self.max_retries,
+             "an integer >= 0"),
+        ])
 
 
 TERMS = ("format", "accuracy", "bonus", "temporal", "spatial")
@@ -65,6 +77,7 @@ class RewardConfig:
 
     def validate(self) -> None:
         """Raise ValueError on an unknown protocol or term name (a typo in a recipe must be loud)."""
+        self.judge.validate()
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"reward protocol {self.protocol!r} is not one of {PROTOCOLS}")
         scopes = {"default", *TASKS, *DATA_TYPES}

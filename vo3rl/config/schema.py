@@ -14,6 +14,7 @@ from vo3rl.config.names import KNOWN_STAGES
 from vo3rl.config.prompts import PromptTemplates
 from vo3rl.config.reward import RewardConfig
 from vo3rl.config.rl import RLConfig
+from vo3rl.config.rules import raise_first_broken
 from vo3rl.config.rollout import RolloutConfig
 from vo3rl.config.synth import SynthConfig
 
@@ -81,12 +82,21 @@ class WandbConfig:
 class RayConfig:
     """`address` None starts a local Ray instance in the process; "auto" or "ray://…" joins a cluster.
     `log_to_driver`: the workers' logs (rollout engines, learner ranks, reward workers) are printed by
-    the driver too; false keeps them in Ray's session logs only."""
+    the driver too; false keeps them in Ray's session logs only. `placement_timeout_s`: how long the
+    learner ranks wait for the cluster to place them (seconds; an autoscaler may need minutes) before
+    the run stops with what it asked for and what the cluster has."""
 
     address: Optional[str] = None
     num_cpus: Optional[int] = None
     temp_dir: str = "/tmp/vo3rl-ray"
     log_to_driver: bool = True
+    placement_timeout_s: float = 600.0
+
+    def validate(self) -> None:
+        raise_first_broken("ray", [
+            (self.num_cpus is None or self.num_cpus >= 1, "num_cpus", self.num_cpus, ">= 1 (or null: all of them)"),
+            (self.placement_timeout_s > 0, "placement_timeout_s", self.placement_timeout_s, "> 0 (seconds)"),
+        ])
 
 
 @dataclass
@@ -123,7 +133,7 @@ def check_semantics(recipe: Recipe) -> list[str]:
     for section, validate in (("model.tiny", recipe.model.tiny.validate), ("data.synth", recipe.data.synth.validate),
                               ("prompts", recipe.prompts.validate), ("reward", recipe.reward.validate),
                               ("rollout", recipe.rollout.validate), ("learner", recipe.learner.validate),
-                              ("sft", recipe.sft.validate), ("rl", recipe.rl.validate)):
+                              ("sft", recipe.sft.validate), ("rl", recipe.rl.validate), ("ray", recipe.ray.validate)):
         try:
             validate()
         except ValueError as exc:  # messages that already start with their key keep it once

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from vo3rl.agent.loop import LoopConfig, safe_episode
 from vo3rl.evaluation.episodes import episode_record, write_episodes
-from vo3rl.log import get_logger, progress
+from vo3rl.log import ProgressLog, get_logger, progress
 from vo3rl.rewards import RewardConfig, score
 
 log = get_logger(__name__)
@@ -22,7 +22,10 @@ def evaluate_episodes(engine, samples, tokenizer, loop: LoopConfig, reward: Rewa
     totals, skipped, records = Counter(), Counter(), []
     n = 0
     start = time.perf_counter()
-    for sample in progress(samples, desc=desc, unit="sample"):
+    samples = list(samples)
+    lines = ProgressLog(desc, len(samples), unit="samples")  # for logs, where the bar is not shown
+    for index, sample in enumerate(progress(samples, desc=desc, unit="sample")):
+        lines.update(index)
         traj, problem = safe_episode(engine, sample, tokenizer, loop, cache=cache)
         if traj is None:
             skipped[problem] += 1
@@ -36,6 +39,7 @@ def evaluate_episodes(engine, samples, tokenizer, loop: LoopConfig, reward: Rewa
         totals["tool_calls"] += len(traj.tool_calls)
         totals["exceeded"] += float(traj.exceeded)
         records.append(episode_record(sample, traj, result))
+    lines.update(len(samples))
     if episodes_path:
         write_episodes(episodes_path, records)
     metrics = {key: totals[key] / n if n else 0.0 for key in ("format", "accuracy", "reward", "turns", "tool_calls", "exceeded")}

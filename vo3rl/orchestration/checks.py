@@ -11,6 +11,7 @@ from vo3rl.config.schema import Recipe
 from vo3rl.data.readers import SAMPLE_FORMATS, SFT_FORMATS
 from vo3rl.rl.advantages import ADVANTAGE_ESTIMATORS
 from vo3rl.rl.losses import POLICY_LOSSES
+from vo3rl.train.checkpoint import model_folder
 from vo3rl.video.budgets import resolved_presets
 
 
@@ -67,7 +68,9 @@ def missing_inputs(recipe: Recipe) -> list[str]:
             return
         there = Path(path).is_dir() if folder else Path(path).is_file()
         if folder and there and not (Path(path) / "config.json").is_file():
-            problems.append(f"{key} = {path!r}: the folder holds no config.json (not a model checkpoint)")
+            inside = model_folder(path)
+            hint = f" (a vo3rl checkpoint: its model is {str(inside)!r})" if inside != Path(path) else ""
+            problems.append(f"{key} = {path!r}: the folder holds no config.json (not a model checkpoint){hint}")
         elif not there:
             what = "model folder" if folder else "file"
             hint = " (nothing is downloaded: give a local checkpoint folder)" if folder else ""
@@ -90,6 +93,21 @@ def missing_inputs(recipe: Recipe) -> list[str]:
         made += {"data": [recipe.data.synth_dir], "tiny_model": [recipe.model.path],
                  "sft": [recipe.sft.output_dir]}.get(stage, [])
     return list(dict.fromkeys(problems))
+
+
+def eval_inputs(recipe: Recipe, model: str | None = None) -> tuple[Path, list[str]]:
+    """The folder `vo3rl eval` loads (`--model`, default `model.path`; a vo3rl checkpoint `step_N` means
+    its `hf/`) and one message per input that is missing (the model, `data.eval`)."""
+    named = model or recipe.model.path
+    key = "--model" if model else "model.path"
+    folder = model_folder(named)
+    problems = []
+    if not (folder / "config.json").is_file():
+        what = "no such folder" if not folder.is_dir() else "the folder holds no config.json (not a model checkpoint)"
+        problems.append(f"{key} = {named!r}: {what} (give an HF model folder or a vo3rl checkpoint step_N)")
+    if not Path(recipe.data.eval).is_file():
+        problems.append(f"data.eval = {recipe.data.eval!r}: no such file")
+    return folder, problems
 
 
 def placement_problems(recipe: Recipe, local_gpus: int | None = None) -> list[str]:

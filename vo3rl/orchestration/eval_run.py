@@ -8,9 +8,12 @@ from vo3rl.config.schema import Recipe
 from vo3rl.data.readers import read_samples
 from vo3rl.data.skips import SkipLog
 from vo3rl.evaluation.episodes import evaluate
+from vo3rl.log import get_logger
 from vo3rl.orchestration.ray_setup import start_ray
 from vo3rl.workers.reward import RewardPool
 from vo3rl.workers.rollout import RolloutGroup
+
+log = get_logger(__name__)
 
 
 def run_eval(recipe: Recipe, model_path: str | None = None, limit: int | None = None,
@@ -20,6 +23,7 @@ def run_eval(recipe: Recipe, model_path: str | None = None, limit: int | None = 
     skips = SkipLog("eval")
     samples = list(read_samples(recipe.data.eval, recipe.data.format, data_root=recipe.data.root or None, skips=skips))
     samples = samples[:limit] if limit else samples
+    log.info("evaluating %s on %d samples of %s", model_path or recipe.model.path, len(samples), recipe.data.eval)
     start_ray(recipe.ray)
     rollout = RolloutGroup(model_path or recipe.model.path, recipe, recipe.rl.rollout_workers)
     rewards = RewardPool(recipe.reward, recipe.rl.reward_workers, recipe.rl.judge_concurrency, recipe.run.log_level)

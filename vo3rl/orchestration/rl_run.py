@@ -93,14 +93,13 @@ def open_rl_run(recipe: Recipe) -> RLRun:
     left = (recipe.ray.num_cpus or holders + rollout_cpus) - rollout_cpus
     cpus = max(1, int(left // holders)) if left >= holders else max(left, 1) / holders
     updates = max(1, cfg.steps * cfg.updates_per_batch)
-    learner = LearnerGroup(policy, recipe.learner, total_steps=updates, cpus_per_rank=cpus,
-                           gpus_per_rank=cfg.learner_gpus)
+    placed = dict(gpus_per_rank=cfg.learner_gpus, placement_timeout_s=recipe.ray.placement_timeout_s)
+    learner = LearnerGroup(policy, recipe.learner, total_steps=updates, cpus_per_rank=cpus, **placed)
     if cfg.lr is not None or cfg.warmup_ratio is not None:
         learner.reset_schedule(updates, cfg.lr, cfg.warmup_ratio)
     reference = None
     if cfg.loss.kl_coef:
-        reference = LearnerGroup(cfg.init_from or recipe.model.path, recipe.learner, 1, cpus_per_rank=cpus,
-                                 gpus_per_rank=cfg.learner_gpus)
+        reference = LearnerGroup(cfg.init_from or recipe.model.path, recipe.learner, 1, cpus_per_rank=cpus, **placed)
     services = StepServices(
         rollout=RolloutGroup(policy, recipe, cfg.rollout_workers),
         rewards=RewardPool(recipe.reward, cfg.reward_workers, cfg.judge_concurrency, recipe.run.log_level),

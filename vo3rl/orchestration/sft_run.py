@@ -17,7 +17,7 @@ def sft_learner(recipe: Recipe, total_steps: int, tokenizer) -> PolicyLearner:
     start_ray(recipe.ray)
     cpus = max(1, (recipe.ray.num_cpus or recipe.learner.ranks) // recipe.learner.ranks)
     return LearnerGroup(recipe.model.path, recipe.learner, total_steps, cpus_per_rank=cpus,
-                        gpus_per_rank=recipe.sft.learner_gpus)
+                        gpus_per_rank=recipe.sft.learner_gpus, placement_timeout_s=recipe.ray.placement_timeout_s)
 
 
 def train(recipe: Recipe) -> dict:

@@ -51,17 +51,23 @@ def _advance(steps: EpisodeSteps, output: TurnOutput | None):
 
 
 def run_episodes(engine: SteppingEngine, episodes: dict[Hashable, EpisodeSteps], threads: int = 2,
-                 greedy: bool = False, seed_for: Callable[[Hashable, int], int | None] | None = None
-                 ) -> dict[Hashable, EpisodeOutcome]:
+                 greedy: bool = False, seed_for: Callable[[Hashable, int], int | None] | None = None,
+                 on_done: Callable[[int], None] | None = None) -> dict[Hashable, EpisodeOutcome]:
     """Run every episode to its end. `seed_for(key, turn)` gives each request's sampling seed.
-    `threads` 0 advances episodes on this thread (simpler, no overlap with the engine)."""
+    `threads` 0 advances episodes on this thread (simpler, no overlap with the engine).
+    `on_done(n)` hears the number of finished episodes whenever it grows (for progress lines)."""
     outcomes: dict[Hashable, EpisodeOutcome] = {}
     pending: dict[Future, Hashable] = {}
     pool = ThreadPoolExecutor(threads, thread_name_prefix="episode") if threads else None
 
+    def finish(key: Hashable, outcome: EpisodeOutcome) -> None:
+        outcomes[key] = outcome
+        if on_done is not None:
+            on_done(len(outcomes))
+
     def handle(key: Hashable, result) -> None:
         if isinstance(result, EpisodeOutcome):
-            outcomes[key] = result
+            finish(key, result)
         else:
             engine.submit(key, result, greedy=greedy, seed=seed_for(key, result.turn) if seed_for else None)
 
@@ -85,7 +91,7 @@ def run_episodes(engine: SteppingEngine, episodes: dict[Hashable, EpisodeSteps],
                         advance(key, result)
                     else:
                         episodes[key].close()
-                        outcomes[key] = EpisodeOutcome(reason=getattr(result, "reason", "engine_error"))
+                        finish(key, EpisodeOutcome(reason=getattr(result, "reason", "engine_error")))
             elif not pending and len(outcomes) < len(episodes):
                 raise RuntimeError("episode driver stalled: nothing in the engine and nothing advancing")
     except BaseException:

@@ -19,6 +19,7 @@ from vo3rl.agent.trajectory import Trajectory
 from vo3rl.config.prompts import PromptTemplates
 from vo3rl.config.rollout import RolloutConfig
 from vo3rl.data.schema import Sample
+from vo3rl.log import ProgressLog
 from vo3rl.rollout.episodes import run_episodes
 from vo3rl.video.budgets import preset
 from vo3rl.video.cache import DecodeCache
@@ -122,7 +123,10 @@ class RolloutService:
             return request_seed(self.cfg.seed, call, sample.id, group, member, turn)
 
         before = _engine_counts(self.engine)
-        outcomes = run_episodes(self.engine, episodes, self.cfg.tool_threads, greedy=mode == "eval", seed_for=seed_for)
+        # A long evaluation says how far it is (train calls are logged per step by the driver).
+        progress = ProgressLog(f"rollout {mode} call {call}", len(episodes)) if mode == "eval" else None
+        outcomes = run_episodes(self.engine, episodes, self.cfg.tool_threads, greedy=mode == "eval", seed_for=seed_for,
+                                on_done=progress.update if progress else None)
         failed = Counter()
         for key in sorted(outcomes):
             outcome = outcomes[key]

@@ -88,6 +88,15 @@ def resolve_save_dtype(save_dtype: str, trains_bf16: bool, source_config: dict) 
     return stated if stated in ("float32", "bfloat16") else "float32"
 
 
+def model_folder(path: str | Path) -> Path:
+    """The folder to load a model from when a user names `path`: `path` itself, or, for a vo3rl
+    checkpoint `step_N` (its marker present), the `step_N/hf` inside it."""
+    path = Path(path)
+    if (path / MARKER).is_file() and (path / HF_DIR / "config.json").is_file():
+        return path / HF_DIR
+    return path
+
+
 def validate_checkpoint(path: str | Path, expected_config=None) -> dict:
     """The checkpoint's metadata (its marker); raises CheckpointError when `path` is missing,
     incomplete, or (with `expected_config`) a checkpoint of another model."""
