@@ -234,6 +234,14 @@ def test_greedy_eval_scores_writes_every_episode_and_skips_bad_videos(tokenizer,
     assert [e["sample"] for e in episodes] == ["good", "wrong"]
     assert [e["components"]["accuracy"] for e in episodes] == [1.0, 0.0]
     assert episodes[0]["turns"] == [CALL, ANSWER] and episodes[0]["tool_calls"] == 1
+    # What a user reads back: the question, the parsed prediction against the truth, and the views.
+    good = episodes[0]
+    assert (good["question"], good["prediction"], good["answer"], good["task"]) == (
+        "What colour is shown?", "A", "A", "mcq")
+    global_view, crop = good["views"]
+    assert (global_view["start_s"], global_view["turn"]) == (None, 0)
+    assert (crop["start_s"], crop["end_s"], crop["turn"]) == (2.0, 5.0, 1)
+    assert good["vision_tokens"] == global_view["vision_tokens"] + crop["vision_tokens"] > 0
 
 
 def test_the_reward_grammar_reaches_the_episode_loop():

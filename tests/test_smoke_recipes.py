@@ -138,3 +138,35 @@ def test_smoke_runs_end_to_end(smoke_dir, overlay):
         assert [st["steps"] for st in summary["stages"]] == [2]
         assert all(skips["total"] == 0 for skips in summary["skips"].values())  # every paper-format row read
         assert (runs / name / "sft/final/config.json").is_file()
+
+
+@pytest.mark.slow
+def test_the_rl_smoke_checkpoint_is_evaluated_on_a_benchmark_file(smoke_dir):
+    """The user's last step: `vo3rl eval` on the RL checkpoint (a step_N folder) with a file in MLVU's
+    published layout (plain-text candidates, the answer as text, question_type), one row's video missing."""
+    runs = smoke_dir / "runs/smoke"
+    summary = json.loads((runs / "video-o3-rl/rl/summary.json").read_text())
+    rows = [json.loads(line) for line in (runs / "data/rl_eval.jsonl").read_text().splitlines()[:2]]
+    mlvu = [{"question_id": row["doc_id"], "video": Path(row["video"]).name, "duration": row["duration"],
+             "question": row["question"], "candidates": [o.split(". ", 1)[1] for o in row["options"]],
+             "answer": row["options"]["ABCD".index(row["solution"]["answer"])].split(". ", 1)[1],
+             "question_type": task} for row, task in zip(rows, ["plotQA", "needle"])]
+    mlvu.append({**mlvu[0], "question_id": "gone", "video": "gone.mp4"})
+    (smoke_dir / "mlvu.json").write_text(json.dumps(mlvu))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled", "WANDB_MODE": "offline"}
+    result = subprocess.run(
+        [sys.executable, "-m", "vo3rl.cli", "eval", str(ROOT / "recipes/smoke/video_o3/rl.yaml"), "--benchmark", "mlvu",
+         "--model", summary["checkpoint"], f"data.eval={smoke_dir}/mlvu.json", f"data.root={runs}/data/videos",
+         "run.output_dir=runs/smoke/mlvu-eval"], cwd=smoke_dir, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = smoke_dir / "runs/smoke/mlvu-eval/eval/mlvu"
+    saved = json.loads((folder / "results.json").read_text())
+    assert saved["model"].endswith("/hf") and saved["settings"]["rollout.eval_max_turns"] >= 1
+    metrics = saved["metrics"]
+    assert metrics["n"] == 2 and metrics["failed"] == 1  # the missing video is counted, not fatal
+    assert {"accuracy", "accuracy_readable", "task/plotQA", "task/needle", "M-Avg"} <= set(metrics)
+    assert metrics["accuracy"] == pytest.approx(metrics["accuracy_readable"] * 2 / 3)
+    episodes = [json.loads(line) for line in (folder / "episodes.jsonl").read_text().splitlines()]
+    assert sorted(e["sample"] for e in episodes) == sorted(row["doc_id"] for row in rows)
+    assert all(e["groups"]["question_type"] in ("plotQA", "needle") and e["views"] for e in episodes)
+    assert "| M-Avg |" in (folder / "results.md").read_text()

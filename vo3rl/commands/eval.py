@@ -14,6 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None,
                         help="HF model folder or vo3rl checkpoint step_N (its hf/) to evaluate (default: model.path)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
+    parser.add_argument("--benchmark", default=None,
+                        help="read data.eval as this benchmark and write its results (eval/NAME/results.json, .md)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,9 +26,9 @@ def run(args: argparse.Namespace) -> int:
     model = {}
 
     def refuse(recipe):
-        model["folder"], problems = eval_inputs(recipe, args.model)
+        model["folder"], problems = eval_inputs(recipe, args.model, args.benchmark)
         return "; ".join(problems) or None
 
     recipe = recipe_from_args(args, refuse=refuse)
-    print(json.dumps(run_eval(recipe, str(model["folder"]), args.limit), indent=2))
+    print(json.dumps(run_eval(recipe, str(model["folder"]), args.limit, benchmark=args.benchmark), indent=2))
     return 0

@@ -7,7 +7,8 @@ MCQ rows (MLVU / VideoMME / Video-Holmes and alike): one reader that accepts the
     question: "question" | "Question"
     options:  "options" | "candidates" | "Options" | "choices": lettered strings, plain texts, or {"A": text}
     answer:   "answer" | "Answer" | "gt": a letter, "A. text", or the option's text
-    duration: "duration" | "video_duration" in seconds, when numeric (VideoMME's "short" is ignored)
+    duration: "duration" | "video_duration" in seconds, when numeric; VideoMME's category "short" |
+              "medium" | "long" is kept as extra["duration"] (its accuracy is reported per category)
     kept in extra: "task_type" | "question_type" | "Question Type" | "domain" | "sub_category"
 V-STAR rows: {"vid", "domain", "fps", "width", "height", "frame_count", "question", "chain", "object",
 "answer", "temporal_question", "timestamps": [s, e], "spatial_question", "spatial_question_2",
@@ -70,8 +71,13 @@ def mcq_row_to_sample(
         options=options,
         duration_s=duration,
         source=source,
-        extra={k: row[k] for k in _EXTRA_KEYS if k in row},
+        extra={k: row[k] for k in _EXTRA_KEYS if k in row} | _duration_category(row),
     )
+
+
+def _duration_category(row: dict) -> dict:
+    value = row.get("duration")
+    return {"duration": value} if value in ("short", "medium", "long") else {}
 
 
 def _vstar_key_frames(row: dict, sample_id: str) -> list[KeyFrame]:

@@ -1,12 +1,12 @@
 """Dataset readers: every published format in, `Sample`s (or `SFTExample`s) out.
 
-    read_samples(path, fmt, data_root=None, skips=None)  fmt: seeker | stgr | verl | mcq | vstar | samples
+    read_samples(path, fmt, data_root=None, skips=None)  fmt: seeker | stgr | verl | mcq | vstar | charades_sta | samples
     read_sft(path, fmt, data_root=None, skips=None)      fmt: seeker_sft | stgr_sft | chat
 
 Files are JSONL, a .json list, or .parquet (by suffix). `data_root` resolves relative video paths
 and refuses paths that leave it. A bad row never stops a reader: it is skipped, counted by reason
 and named in `skips` (a SkipLog; pass one to read the counts afterwards). The row layouts are in
-the docstrings of seeker.py, stgr.py, bench.py, verl_rows.py, sample_json.py and chat.py.
+the docstrings of seeker.py, stgr.py, bench.py, charades.py, verl_rows.py, sample_json.py and chat.py.
 
 The formats are the registries `SAMPLE_FORMATS` and `SFT_FORMATS` (name -> reader function
 `(path, skips, data_root, **options)`); a new format is one `add` there.
@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any, Callable, Iterator
 
 from vo3rl.data.bench import mcq_row_to_sample, vstar_row_to_sample
+from vo3rl.data.charades import read_charades
 from vo3rl.data.chat import SFTExample, read_examples
 from vo3rl.data.jsonl import convert_rows
 from vo3rl.data.paths import resolve_video_path
@@ -58,6 +59,7 @@ SAMPLE_FORMATS.add("stgr", _row_reader(stgr_row_to_sample))
 SAMPLE_FORMATS.add("verl", _row_reader(verl_row_to_sample))
 SAMPLE_FORMATS.add("mcq", _row_reader(mcq_row_to_sample))
 SAMPLE_FORMATS.add("vstar", _row_reader(vstar_row_to_sample))
+SAMPLE_FORMATS.add("charades_sta", read_charades)  # text lines, not JSON rows
 SAMPLE_FORMATS.add("samples", _row_reader(_project_sample))
 SFT_FORMATS.add("seeker_sft", _row_reader(seeker_sft_row_to_example))
 SFT_FORMATS.add("stgr_sft", _row_reader(stgr_row_to_example))

@@ -6,13 +6,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from vo3rl.agent.parse import final_answer
 from vo3rl.rl.step_metrics import rollout_metrics
 
 
+GROUP_KEYS = ("task_type", "question_type", "Question Type", "duration", "domain", "sub_category")
+
+
 def episode_record(sample, trajectory, result) -> dict:
-    """One scored episode as a JSON-ready dict: what the model wrote each turn and how it scored."""
-    return {"sample": sample.id, "answer": sample.answer, "turns": trajectory.assistant_texts,
+    """One scored episode as a JSON-ready dict: the question, what the model wrote each turn, its
+    parsed answer against the ground truth, how it scored, the views it watched (the global view
+    and each crop: interval in seconds of the original video, frames and vision tokens), and the
+    sample's benchmark groups (task type, VideoMME duration, …)."""
+    texts = trajectory.assistant_texts
+    views = [{"start_s": span.spec.start_s, "end_s": span.spec.end_s, "fps": span.spec.fps,
+              "frames": span.n_frames, "vision_tokens": span.n_vision_tokens, "turn": span.turn}
+             for span in sorted(trajectory.videos, key=lambda span: span.start)]
+    return {"sample": sample.id, "question": sample.question, "task": sample.task.value, "answer": sample.answer,
+            "prediction": final_answer(texts[-1]) if texts else None, "turns": texts,
             "tool_calls": len(trajectory.tool_calls), "exceeded": trajectory.exceeded,
+            "views": views, "vision_tokens": trajectory.n_vision_tokens,
+            "groups": {key: sample.extra[key] for key in GROUP_KEYS if isinstance(sample.extra.get(key), (str, int))},
             "total": result.total, "components": result.components, "errors": result.errors}
 
 
@@ -22,16 +36,22 @@ def write_episodes(path: str | Path, records: list[dict]) -> None:
     path.write_text("".join(json.dumps(record) + "\n" for record in records))
 
 
-def evaluate(rollout, rewards, samples: list, episodes_path: str | Path | None = None) -> dict:
-    """`eval/<metric>` means over `samples` (one greedy trajectory each), and `eval/n` episodes run;
-    every episode goes to `episodes_path` (JSONL) when given."""
+def evaluate_records(rollout, rewards, samples: list, episodes_path: str | Path | None = None) -> tuple[dict, list[dict]]:
+    """`eval/<metric>` means over `samples` (one greedy trajectory each) and `eval/n` episodes run,
+    with every episode's record (`episode_record`), also written to `episodes_path` (JSONL) when given."""
     if not samples:
-        return {}
+        return {}, []
     by_id = {s.id: s for s in samples}
     trajectories = rollout.generate(samples, 1, "eval")
     results = rewards.score(trajectories, [by_id[t.sample_id] for t in trajectories], progress=1.0)
+    records = [episode_record(by_id[t.sample_id], t, r) for t, r in zip(trajectories, results)]
     if episodes_path:
-        write_episodes(episodes_path, [episode_record(by_id[t.sample_id], t, r) for t, r in zip(trajectories, results)])
+        write_episodes(episodes_path, records)
     metrics = {f"eval/{name.split('/', 1)[-1]}": value for name, value in rollout_metrics(trajectories, results).items()}
     metrics["eval/n"] = len(trajectories)
-    return metrics
+    return metrics, records
+
+
+def evaluate(rollout, rewards, samples: list, episodes_path: str | Path | None = None) -> dict:
+    """The metrics of `evaluate_records`."""
+    return evaluate_records(rollout, rewards, samples, episodes_path)[0]

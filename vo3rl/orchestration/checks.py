@@ -9,6 +9,7 @@ from typing import Sequence
 from vo3rl.config.loader import RecipeError, load_recipe
 from vo3rl.config.schema import Recipe
 from vo3rl.data.readers import SAMPLE_FORMATS, SFT_FORMATS
+from vo3rl.evaluation.benchmarks import BENCHMARKS
 from vo3rl.rl.advantages import ADVANTAGE_ESTIMATORS
 from vo3rl.rl.losses import POLICY_LOSSES
 from vo3rl.train.checkpoint import model_folder
@@ -95,13 +96,13 @@ def missing_inputs(recipe: Recipe) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-def eval_inputs(recipe: Recipe, model: str | None = None) -> tuple[Path, list[str]]:
+def eval_inputs(recipe: Recipe, model: str | None = None, benchmark: str | None = None) -> tuple[Path, list[str]]:
     """The folder `vo3rl eval` loads (`--model`, default `model.path`; a vo3rl checkpoint `step_N` means
-    its `hf/`) and one message per input that is missing (the model, `data.eval`)."""
+    its `hf/`) and one message per problem: an unknown benchmark, a missing model or `data.eval`."""
     named = model or recipe.model.path
     key = "--model" if model else "model.path"
     folder = model_folder(named)
-    problems = []
+    problems = [] if benchmark is None else _known(benchmark, BENCHMARKS, "--benchmark")
     if not (folder / "config.json").is_file():
         what = "no such folder" if not folder.is_dir() else "the folder holds no config.json (not a model checkpoint)"
         problems.append(f"{key} = {named!r}: {what} (give an HF model folder or a vo3rl checkpoint step_N)")

@@ -1,34 +1,59 @@
-"""`vo3rl eval RECIPE [--model DIR]`: start the rollout and reward workers for a checkpoint and run the
-evaluation (`vo3rl.evaluation.episodes.evaluate`) on the recipe's `data.eval`."""
+"""`vo3rl eval RECIPE [--model DIR] [--benchmark NAME]`: start the rollout and reward workers for a
+checkpoint and run the evaluation (`vo3rl.evaluation.episodes`) on the recipe's `data.eval`; with a
+benchmark, read the file with its reader and write its results files."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from vo3rl.config.schema import Recipe
 from vo3rl.data.readers import read_samples
 from vo3rl.data.skips import SkipLog
-from vo3rl.evaluation.episodes import evaluate
+from vo3rl.evaluation.benchmarks import BENCHMARKS
+from vo3rl.evaluation.episodes import evaluate_records
+from vo3rl.evaluation.results import write_results
 from vo3rl.log import get_logger
 from vo3rl.orchestration.ray_setup import start_ray
+from vo3rl.video.budgets import resolved_presets
 from vo3rl.workers.reward import RewardPool
 from vo3rl.workers.rollout import RolloutGroup
 
 log = get_logger(__name__)
 
 
+def eval_settings(recipe: Recipe, data_format: str) -> dict:
+    """What shapes an evaluation's number besides the model: printed into its results."""
+    rollout = recipe.rollout
+    return {"data.eval": recipe.data.eval, "data.format": data_format, "protocol": recipe.reward.protocol,
+            "rollout.eval_max_turns": rollout.eval_max_turns, "rollout.max_new_tokens": rollout.max_new_tokens,
+            "rollout.max_videos": rollout.max_videos, "rollout.max_context": rollout.max_context,
+            "video.presets": {name: asdict(spec) for name, spec in resolved_presets(recipe.video.presets).items()}}
+
+
 def run_eval(recipe: Recipe, model_path: str | None = None, limit: int | None = None,
-             episodes_path: str | Path | None = None) -> dict:
+             episodes_path: str | Path | None = None, benchmark: str | None = None) -> dict:
     """Evaluate `model_path` (default `model.path`) on `data.eval`; bad samples are skipped and counted.
-    Every episode goes to `episodes_path` (default `<run.output_dir>/eval_episodes.jsonl`)."""
+    Every episode goes to `episodes_path` (default `<run.output_dir>/eval_episodes.jsonl`, or
+    `<run.output_dir>/eval/<benchmark>/episodes.jsonl` beside that benchmark's results files)."""
+    bench = BENCHMARKS.get(benchmark) if benchmark else None
+    data_format = bench.data_format if bench else recipe.data.format
+    model = model_path or recipe.model.path
     skips = SkipLog("eval")
-    samples = list(read_samples(recipe.data.eval, recipe.data.format, data_root=recipe.data.root or None, skips=skips))
+    samples = list(read_samples(recipe.data.eval, data_format, data_root=recipe.data.root or None, skips=skips))
     samples = samples[:limit] if limit else samples
-    log.info("evaluating %s on %d samples of %s", model_path or recipe.model.path, len(samples), recipe.data.eval)
+    log.info("evaluating %s on %d samples of %s", model, len(samples), recipe.data.eval)
     start_ray(recipe.ray)
-    rollout = RolloutGroup(model_path or recipe.model.path, recipe, recipe.rl.rollout_workers)
+    rollout = RolloutGroup(model, recipe, recipe.rl.rollout_workers)
     rewards = RewardPool(recipe.reward, recipe.rl.reward_workers, recipe.rl.judge_concurrency, recipe.run.log_level)
-    episodes_path = episodes_path or Path(recipe.run.output_dir) / "eval_episodes.jsonl"
-    metrics = evaluate(rollout, rewards, samples, episodes_path)
+    folder = Path(recipe.run.output_dir) / "eval" / bench.name if bench else Path(recipe.run.output_dir)
+    episodes_path = episodes_path or folder / ("episodes.jsonl" if bench else "eval_episodes.jsonl")
+    metrics, records = evaluate_records(rollout, rewards, samples, episodes_path)
     metrics["eval/skipped_rows"] = skips.total
     metrics["eval/skipped_videos"] = sum(rollout.skipped.values())
+    if bench:
+        failed = sum(rollout.skipped.values()) + sum(rollout.failed.values())
+        summary = bench.summarise(records, failed)
+        path = write_results(folder, bench.name, model, summary, eval_settings(recipe, data_format))
+        log.info("%s results in %s", bench.name, path)
+        metrics[bench.name] = summary
     return metrics
