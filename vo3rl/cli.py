@@ -19,6 +19,7 @@ COMMANDS = {
     "data": "data",
     "submit": "submit",
     "config": "config",
+    "report": "report",
     "tiny-model": "tiny_model",
 }
 
