@@ -167,6 +167,11 @@ def test_the_rl_smoke_checkpoint_is_evaluated_on_a_benchmark_file(smoke_dir):
     assert {"accuracy", "accuracy_readable", "task/plotQA", "task/needle", "M-Avg"} <= set(metrics)
     assert metrics["accuracy"] == pytest.approx(metrics["accuracy_readable"] * 2 / 3)
     episodes = [json.loads(line) for line in (folder / "episodes.jsonl").read_text().splitlines()]
-    assert sorted(e["sample"] for e in episodes) == sorted(row["doc_id"] for row in rows)
-    assert all(e["groups"]["question_type"] in ("plotQA", "needle") and e["views"] for e in episodes)
+    assert {"sample": "gone", "failed": "missing"} in episodes
+    scored = [e for e in episodes if "failed" not in e]
+    assert sorted(e["sample"] for e in scored) == sorted(row["doc_id"] for row in rows)
+    assert all(e["groups"]["question_type"] in ("plotQA", "needle") and e["views"] for e in scored)
     assert "| M-Avg |" in (folder / "results.md").read_text()
+    logged = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert logged[0]["mlvu/n"] == 2 and logged[1]["table"] == "mlvu/episodes"  # what W&B got too
+    assert list((folder / "wandb").glob("offline-run-*"))

@@ -130,6 +130,7 @@ class RolloutGroup:
         self.worker_class = worker_class or RolloutWorker
         self.skipped: Counter = Counter()
         self.failed: Counter = Counter()
+        self.last_skipped: dict[str, str] = {}  # sample id -> reason, of the latest generate call
         self.restarts = 0
         self.last_stats: list[dict] = []
         self._weights = None  # object ref of the newest weights, given to a restarted worker
@@ -175,11 +176,12 @@ class RolloutGroup:
                     self._restart(index)
                     offset, share = shares[index]
                     ref = self.workers[index].generate.remote(share, n_per_sample, mode, offset)
-        trajectories, self.last_stats = [], []
+        trajectories, self.last_stats, self.last_skipped = [], [], {}
         for index in sorted(results):
             batch = results[index]
             trajectories += batch.trajectories
             self.skipped.update(batch.skipped.values())
+            self.last_skipped.update(batch.skipped)
             self.failed.update(batch.failed)
             self.last_stats.append(batch.stats)
         return trajectories

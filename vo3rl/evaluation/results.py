@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-COUNT_KEYS = ("n", "failed")
+COUNT_KEYS = ("n", "failed", "skipped_rows")
 
 
 def _shown(key: str, value) -> str:

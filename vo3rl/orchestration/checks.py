@@ -9,6 +9,7 @@ from typing import Sequence
 from vo3rl.config.loader import RecipeError, load_recipe
 from vo3rl.config.schema import Recipe
 from vo3rl.data.readers import SAMPLE_FORMATS, SFT_FORMATS
+from vo3rl.evaluation.benchmark_run import benchmark_folder, evaluation_identity, identity_conflict
 from vo3rl.evaluation.benchmarks import BENCHMARKS
 from vo3rl.rl.advantages import ADVANTAGE_ESTIMATORS
 from vo3rl.rl.losses import POLICY_LOSSES
@@ -98,7 +99,8 @@ def missing_inputs(recipe: Recipe) -> list[str]:
 
 def eval_inputs(recipe: Recipe, model: str | None = None, benchmark: str | None = None) -> tuple[Path, list[str]]:
     """The folder `vo3rl eval` loads (`--model`, default `model.path`; a vo3rl checkpoint `step_N` means
-    its `hf/`) and one message per problem: an unknown benchmark, a missing model or `data.eval`."""
+    its `hf/`) and one message per problem: an unknown benchmark, a missing model or `data.eval`, a
+    benchmark folder holding another evaluation's rows."""
     named = model or recipe.model.path
     key = "--model" if model else "model.path"
     folder = model_folder(named)
@@ -108,6 +110,10 @@ def eval_inputs(recipe: Recipe, model: str | None = None, benchmark: str | None 
         problems.append(f"{key} = {named!r}: {what} (give an HF model folder or a vo3rl checkpoint step_N)")
     if not Path(recipe.data.eval).is_file():
         problems.append(f"data.eval = {recipe.data.eval!r}: no such file")
+    if benchmark in BENCHMARKS and not problems:  # a rerun resumes its own rows, never another model's
+        conflict = identity_conflict(benchmark_folder(recipe.run.output_dir, benchmark),
+                                     evaluation_identity(folder, recipe.data.eval))
+        problems += [conflict] if conflict else []
     return folder, problems
 
 

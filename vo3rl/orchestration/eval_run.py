@@ -9,16 +9,19 @@ from pathlib import Path
 from vo3rl.config.schema import Recipe
 from vo3rl.data.readers import read_samples
 from vo3rl.data.skips import SkipLog
+from vo3rl.evaluation.benchmark_run import benchmark_folder, evaluation_identity, pending, run_benchmark
 from vo3rl.evaluation.benchmarks import BENCHMARKS
 from vo3rl.evaluation.episodes import evaluate_records
 from vo3rl.evaluation.results import write_results
 from vo3rl.log import get_logger
+from vo3rl.metrics import MetricsLog, open_wandb
 from vo3rl.orchestration.ray_setup import start_ray
 from vo3rl.video.budgets import resolved_presets
 from vo3rl.workers.reward import RewardPool
 from vo3rl.workers.rollout import RolloutGroup
 
 log = get_logger(__name__)
+EVAL_CHUNK_PER_WORKER = 16  # samples per rollout worker between two appends to episodes.jsonl
 
 
 def eval_settings(recipe: Recipe, data_format: str) -> dict:
@@ -33,8 +36,9 @@ def eval_settings(recipe: Recipe, data_format: str) -> dict:
 def run_eval(recipe: Recipe, model_path: str | None = None, limit: int | None = None,
              episodes_path: str | Path | None = None, benchmark: str | None = None) -> dict:
     """Evaluate `model_path` (default `model.path`) on `data.eval`; bad samples are skipped and counted.
-    Every episode goes to `episodes_path` (default `<run.output_dir>/eval_episodes.jsonl`, or
-    `<run.output_dir>/eval/<benchmark>/episodes.jsonl` beside that benchmark's results files)."""
+    Every episode goes to `episodes_path` (default `<run.output_dir>/eval_episodes.jsonl`); with a
+    benchmark, to `<run.output_dir>/eval/<benchmark>/episodes.jsonl` as chunks finish (a rerun resumes),
+    beside that benchmark's results files."""
     bench = BENCHMARKS.get(benchmark) if benchmark else None
     data_format = bench.data_format if bench else recipe.data.format
     model = model_path or recipe.model.path
@@ -42,18 +46,40 @@ def run_eval(recipe: Recipe, model_path: str | None = None, limit: int | None = 
     samples = list(read_samples(recipe.data.eval, data_format, data_root=recipe.data.root or None, skips=skips))
     samples = samples[:limit] if limit else samples
     log.info("evaluating %s on %d samples of %s", model, len(samples), recipe.data.eval)
+    if bench and not pending(benchmark_folder(recipe.run.output_dir, bench.name), samples):
+        log.info("%s: every sample was finished by an earlier run; summarising it", bench.name)
+        return _run_benchmark(recipe, bench, model, None, None, samples, skips.total, data_format)
     start_ray(recipe.ray)
     rollout = RolloutGroup(model, recipe, recipe.rl.rollout_workers)
     rewards = RewardPool(recipe.reward, recipe.rl.reward_workers, recipe.rl.judge_concurrency, recipe.run.log_level)
-    folder = Path(recipe.run.output_dir) / "eval" / bench.name if bench else Path(recipe.run.output_dir)
-    episodes_path = episodes_path or folder / ("episodes.jsonl" if bench else "eval_episodes.jsonl")
-    metrics, records = evaluate_records(rollout, rewards, samples, episodes_path)
+    if bench:
+        return _run_benchmark(recipe, bench, model, rollout, rewards, samples, skips.total, data_format)
+    episodes_path = episodes_path or Path(recipe.run.output_dir) / "eval_episodes.jsonl"
+    metrics, _ = evaluate_records(rollout, rewards, samples, episodes_path)
     metrics["eval/skipped_rows"] = skips.total
     metrics["eval/skipped_videos"] = sum(rollout.skipped.values())
-    if bench:
-        failed = sum(rollout.skipped.values()) + sum(rollout.failed.values())
-        summary = bench.summarise(records, failed)
-        path = write_results(folder, bench.name, model, summary, eval_settings(recipe, data_format))
-        log.info("%s results in %s", bench.name, path)
-        metrics[bench.name] = summary
     return metrics
+
+
+EPISODE_COLUMNS = ("sample", "question", "prediction", "answer", "turns", "tool_calls", "vision_tokens", "total")
+
+
+def _run_benchmark(recipe: Recipe, bench, model: str, rollout, rewards, samples: list, bad_rows: int,
+                   data_format: str) -> dict:
+    """The benchmark's summary, kept in `<run.output_dir>/eval/<name>/` (episodes.jsonl as it goes,
+    then results.json, results.md, metrics.jsonl) and in W&B (summary and an episode table) when enabled."""
+    folder = benchmark_folder(recipe.run.output_dir, bench.name)
+    summary, records = run_benchmark(rollout, rewards, samples, bench, folder, evaluation_identity(model, recipe.data.eval),
+                                     chunk_samples=EVAL_CHUNK_PER_WORKER * max(1, recipe.rl.rollout_workers))
+    summary["skipped_rows"] = bad_rows
+    path = write_results(folder, bench.name, model, summary, eval_settings(recipe, data_format))
+    log.info("%s results in %s", bench.name, path)
+    metrics = MetricsLog(folder / "metrics.jsonl", open_wandb(recipe, folder, f"eval-{bench.name}"))
+    try:
+        metrics.log({f"{bench.name}/{key}": value for key, value in summary.items()}, step=0)
+        rows = [{column: (len(r[column]) if column == "turns" else r.get(column)) for column in EPISODE_COLUMNS}
+                for r in records]
+        metrics.table(f"{bench.name}/episodes", rows, step=0)
+    finally:
+        metrics.close()
+    return {bench.name: summary, "results": str(path)}
