@@ -10,6 +10,7 @@ setup:
 
 demo: setup
 	.venv/bin/vo3rl run recipes/tiny_cpu/demo.yaml
+	.venv/bin/vo3rl report runs/tiny-demo
 
 test: setup
 	.venv/bin/python -m pytest $(PYTEST_ARGS)

@@ -239,12 +239,17 @@ def loop_overhead(service, engine, samples, group: int, cache, repeats: int) -> 
     return out, batch.trajectories
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags `prepare` reads: which model and data to measure, or how to make them."""
     parser.add_argument("--model", default="", help="an HF checkpoint that writes tool calls (default: the demo's SFT)")
     parser.add_argument("--data", default="", help="the synthetic data folder the model was trained on")
     parser.add_argument("--sft-steps", type=int, default=60, help="without --model and the demo's SFT: train this long")
     parser.add_argument("--videos", type=int, default=24, help="synthetic videos, when synthesizing")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_arguments(parser)
     parser.add_argument("--prompts", type=int, default=2, help="samples per rollout call")
     parser.add_argument("--group", type=int, default=4, help="trajectories per sample (G)")
     parser.add_argument("--replays", type=int, default=8, help="trajectories replayed concurrently in part 1")

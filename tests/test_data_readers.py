@@ -218,7 +218,7 @@ def test_mcq_benchmark_styles(tmp_path):
     samples = list(read_mcq(write_jsonl(tmp_path / "b.jsonl", rows), data_root=str(tmp_path / "vids"), skips=skips, source="bench"))
     assert [s.id for s in samples] == ["mme-1", "b.jsonl:2", "9"]
     mme, mlvu, holmes = samples
-    assert mme.answer == "C" and mme.duration_s is None and mme.extra == {"task_type": "Counting"}
+    assert mme.answer == "C" and mme.duration_s is None and mme.extra == {"task_type": "Counting", "duration": "short"}
     assert mme.video.path == os.path.join(str(tmp_path), "vids", "abc.mp4")
     assert mlvu.options == ["A. park", "B. home"] and mlvu.answer == "B" and mlvu.duration_s == 123.5
     assert holmes.options == ["A. sun", "B. rain"] and holmes.answer == "A" and holmes.source == "bench"

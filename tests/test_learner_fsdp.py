@@ -68,9 +68,11 @@ def test_ranks_the_cluster_cannot_place_stop_with_one_line_and_free_the_cluster(
     from vo3rl.workers.learner import LearnerGroup
 
     cfg = LearnerConfig(ranks=2)
-    with pytest.raises(RuntimeError) as caught:  # 2 ranks x 2 CPUs on a 2-CPU cluster
+    from vo3rl.workers.placement import Unplaceable
+
+    with pytest.raises(Unplaceable) as caught:  # 2 ranks x 2 CPUs on a 2-CPU cluster
         LearnerGroup(str(tiny_model_dir), cfg, cpus_per_rank=2, placement_timeout_s=1.0)
     message = str(caught.value)
-    assert message.startswith("learner: 2 rank(s) of {'CPU': 2} (4 CPU in all) were not placed in 1 s")
+    assert message.startswith("learner: 2 x {'CPU': 2} (4 CPU in all) were not placed in 1 s")
     assert "the cluster has 2 CPU in all" in message and "ray.placement_timeout_s" in message
     ray.get(ray.remote(num_cpus=2)(lambda: 1).remote(), timeout=60)  # its reservation was given back

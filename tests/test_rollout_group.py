@@ -1,5 +1,6 @@
 """The rollout group's fan-out and fault handling, with light stand-in actors (no vLLM): shares and group
-indices, skipped samples counted, a dead worker restarted with the newest weights and its share redone."""
+indices, skipped samples counted, a dead worker restarted with the newest weights and its share redone,
+workers the cluster cannot place refused in one line."""
 import os
 import shutil
 import tempfile
@@ -101,3 +102,19 @@ def test_rollout_section_from_a_mapping():
     assert rollout_config(None) == RolloutConfig()
     with pytest.raises(ValueError, match="not_a_key"):
         rollout_config({"max_turns": 3, "not_a_key": 1})
+
+
+def test_workers_the_cluster_cannot_place_stop_with_one_line_and_free_the_cluster(ray_local):
+    from vo3rl.config import RecipeError
+
+    with pytest.raises(RecipeError) as caught:  # 3 x 1 CPU on a 2-CPU cluster: never placed
+        RolloutGroup("/model", cfg=RolloutConfig(worker_cpus=1), n_workers=3, presets={}, templates={},
+                     worker_class=StandInWorker, placement_timeout_s=1.0)
+    message = str(caught.value)
+    assert message.startswith("rollout: 3 x {'CPU': 1} (3 CPU in all) were not placed in 1 s")
+    assert "rl.rollout_workers" in message and "\n" not in message
+    ray.get(ray.remote(num_cpus=2)(lambda: 1).remote(), timeout=60)  # its reservation was given back
+    group = make_group()  # and a group that fits is placed, one bundle per worker
+    assert group.placement is not None and len(group.ready()) == 2
+    group.shutdown()
+    assert group.placement is None

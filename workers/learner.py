@@ -22,8 +22,7 @@ import numpy as np
 import ray
 import torch
 import torch.distributed as dist
-from ray.util.placement_group import placement_group, remove_placement_group
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from ray.util.placement_group import remove_placement_group
 
 from vo3rl.config.learner import LearnerConfig
 from vo3rl.log import setup_logging
@@ -32,6 +31,7 @@ from vo3rl.train import fsdp
 from vo3rl.train.batch import n_trained_tokens
 from vo3rl.train.contract import CONTRACT_METHODS
 from vo3rl.train.losses import LossInputs
+from vo3rl.workers.placement import in_bundle, place
 
 
 def _free_port() -> int:
@@ -89,15 +89,6 @@ def split_for_ranks(items: Sequence, ranks: int, sizes: Sequence[int] | None = N
     return shares
 
 
-def unplaceable_message(ranks: int, bundle: dict, cluster: dict, waited_s: float) -> str:
-    """Why the learner did not start, in one line: what it asked for and what the cluster has."""
-    have = ", ".join(f"{cluster.get(key, 0):g} {key}" for key in bundle)
-    need = ", ".join(f"{ranks * amount:g} {key}" for key, amount in bundle.items())
-    return (f"learner: {ranks} rank(s) of {bundle} ({need} in all) were not placed in {waited_s:g} s; the cluster "
-            f"has {have} in all (rollout workers hold some). Lower learner.ranks or rl.learner_gpus / "
-            f"sft.learner_gpus, add nodes, or raise ray.placement_timeout_s if an autoscaler is adding them")
-
-
 class LearnerGroup:
     """The learner ranks of one run, in a placement group (one bundle per rank: `cpus_per_rank` CPUs,
     and a GPU each when `gpus_per_rank` > 0). Implements `vo3rl.train.contract.PolicyLearner`:
@@ -109,18 +100,14 @@ class LearnerGroup:
         cfg.validate()
         self.cfg = cfg
         bundle = {"CPU": cpus_per_rank} | ({"GPU": gpus_per_rank} if gpus_per_rank else {})
-        self.placement = placement_group([dict(bundle) for _ in range(cfg.ranks)], strategy="PACK")
-        try:
-            ray.get(self.placement.ready(), timeout=placement_timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            remove_placement_group(self.placement)
-            raise RuntimeError(unplaceable_message(cfg.ranks, bundle, ray.cluster_resources(), placement_timeout_s)) from None
+        self.placement = place("learner", cfg.ranks, bundle, placement_timeout_s,
+                               "Lower learner.ranks or rl.learner_gpus / sft.learner_gpus")
         port = _free_port()
         master = ray.util.get_node_ip_address()
         self.workers = [
             LearnerWorker.options(
                 num_cpus=cpus_per_rank, num_gpus=gpus_per_rank,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(self.placement, placement_group_bundle_index=r),
+                scheduling_strategy=in_bundle(self.placement, r),
             ).remote(r, cfg.ranks, master, port, str(model_path), asdict(cfg), total_steps, log_level)
             for r in range(cfg.ranks)
         ]

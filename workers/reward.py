@@ -35,6 +35,7 @@ class RewardWorker:
 class RewardPool:
     def __init__(self, cfg: RewardConfig, n_workers: int = 1, judge_concurrency: int = 4, log_level: str = "INFO"):
         cfg.validate()
+        self.cfg = cfg  # read by evaluations that score in the driver (V-STAR's chains)
         concurrency = judge_concurrency if cfg.judge.enabled else 1
         self.workers = [RewardWorker.options(max_concurrency=concurrency).remote(asdict(cfg), log_level)
                         for _ in range(max(1, n_workers))]
@@ -55,3 +56,8 @@ class RewardPool:
 
     def score(self, trajectories: list, samples: list, progress: float) -> list:
         return self.collect(self.submit(trajectories, samples, progress))
+
+    def shutdown(self) -> None:
+        for worker in self.workers:
+            ray.kill(worker)
+        self.workers = []

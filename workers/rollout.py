@@ -17,9 +17,11 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import ray
+from ray.util.placement_group import remove_placement_group
 
 from vo3rl.config.rollout import RolloutConfig
 from vo3rl.log import get_logger
+from vo3rl.workers.placement import in_bundle, place
 
 log = get_logger(__name__)
 
@@ -114,7 +116,8 @@ class RolloutGroup:
 
     def __init__(self, model_path: str, recipe=None, n_workers: int = 1, cfg: RolloutConfig | None = None,
                  presets: dict | None = None, templates: dict | None = None, cache_mb: int | None = None,
-                 log_level: str | None = None, max_restarts: int = 2, worker_class=None):
+                 log_level: str | None = None, max_restarts: int = 2, worker_class=None,
+                 placement_timeout_s: float | None = None):
         video = getattr(recipe, "video", None)
         self.cfg = cfg or rollout_config(getattr(recipe, "rollout", None))
         self.cfg.validate()
@@ -134,11 +137,18 @@ class RolloutGroup:
         self.restarts = 0
         self.last_stats: list[dict] = []
         self._weights = None  # object ref of the newest weights, given to a restarted worker
-        self.workers = [self._start() for _ in range(n_workers)]
+        timeout_s = placement_timeout_s or getattr(getattr(recipe, "ray", None), "placement_timeout_s", 600.0)
+        bundle = {key: amount for key, amount in (("CPU", self.cfg.worker_cpus), ("GPU", self.cfg.worker_gpus)) if amount}
+        # Reserved first, so that a cluster without room says so instead of leaving the engines pending.
+        self.placement = (place("rollout", n_workers, bundle, timeout_s, "Lower rl.rollout_workers or "
+                                "rollout.worker_cpus / rollout.worker_gpus") if bundle and n_workers else None)
+        self.workers = [self._start(index) for index in range(n_workers)]
         ray.get([w.ready.remote() for w in self.workers])
 
-    def _start(self):
+    def _start(self, index: int):
         options = {"num_cpus": self.cfg.worker_cpus, "num_gpus": self.cfg.worker_gpus}
+        if self.placement is not None:
+            options["scheduling_strategy"] = in_bundle(self.placement, index)
         return self.worker_class.options(**options).remote(
             self.model_path, asdict(self.cfg), self.presets, self.templates, self.cache_mb, self.log_level,
             self.grammar)
@@ -150,7 +160,7 @@ class RolloutGroup:
             ray.kill(self.workers[index])
         except Exception:  # already gone
             pass
-        worker = self._start()
+        worker = self._start(index)
         ray.get(worker.ready.remote())
         if self._weights is not None:
             ray.get(worker.update_weights.remote(self._weights))
@@ -199,3 +209,6 @@ class RolloutGroup:
         for worker in self.workers:
             ray.kill(worker)
         self.workers = []
+        if self.placement is not None:
+            remove_placement_group(self.placement)
+            self.placement = None

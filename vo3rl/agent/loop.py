@@ -4,9 +4,8 @@ Open-o3 Video's single grounded turn.
 One growing context: generate a turn (stopping at `</grounding>` or end of turn), parse it, run the
 crop tool, append the observation, generate again, until an answer or a limit. The loop is written
 once, as a generator (`episode`) that yields each turn's `TurnRequest` and is sent the generated
-`TurnOutput`. `run_episode` drives it with any blocking `Engine` (the transformers engine in
-`vo3rl.rollout.hf_engine` for evaluation during SFT); `vo3rl.rollout.episodes` drives many at once over
-vLLM, which batches their turns.
+`TurnOutput`. `run_episode` drives it with any blocking `Engine` (one episode at a time, as tests
+do); `vo3rl.rollout.episodes` drives many at once over vLLM, which batches their turns.
 """
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ from vo3rl.data.schema import Sample
 from vo3rl.video.budgets import preset
 from vo3rl.video.cache import DecodeCache
 from vo3rl.video.sampler import sample_clip
-from vo3rl.video.types import Clip, VideoError
+from vo3rl.video.types import Clip
 
 STOP_STRINGS = ("</grounding>",)
 
@@ -143,10 +142,3 @@ def run_episode(engine: Engine, sample: Sample, tokenizer, cfg: LoopConfig, temp
         except StopIteration as finished:
             return finished.value
 
-
-def safe_episode(engine: Engine, sample: Sample, tokenizer, cfg: LoopConfig, templates=None, cache=None):
-    """`run_episode`, or None with the reason when the sample's video cannot be read."""
-    try:
-        return run_episode(engine, sample, tokenizer, cfg, templates, cache), None
-    except VideoError as err:
-        return None, err.reason

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vo3rl.commands.common import add_recipe_arguments
 
+BRIEF = ("format", "accuracy", "total", "turns", "tool_calls", "n", "seconds")  # of each evaluation, printed
 HELP = "cold-start SFT: the recipe's stages (stage 2 with TDAM) on the learner workers"
 
 
@@ -46,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
              "checkpoint": summary["checkpoint"], "stages": summary["stages"]}
     for when in ("before", "after"):
         if when in summary:
-            brief[when] = {k: summary[when][k] for k in ("format", "accuracy", "turns", "tool_calls", "n", "seconds")}
+            brief[when] = {k: v for k, v in summary[when].items() if k.split("/")[-1] in BRIEF}
     print(json.dumps(brief, indent=2, default=str))
     return 0

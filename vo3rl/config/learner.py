@@ -94,9 +94,11 @@ class SFTConfig:
     """Cold-start SFT. `batch_size`: trajectories per optimizer step (the global batch, split over
     ranks). `max_length`: longer trajectories are skipped (tokens). `loss_on`: "assistant" (Video-o3)
     or "all" (Open-o3 Video's code). `eval_fraction`: the share of each stage's train file held out
-    for the eval loss (by a hash of the sample id). `gen_eval`: greedy multi-turn generation on
-    `gen_eval_file` (rows with the rewards' ground truth) before and after, scored with rewards/;
-    `gen_eval_samples` caps it (`gen_eval_samples_before` the run before training). `resume`: a checkpoint directory, "auto" (latest in the run), or "".
+    for the eval loss (by a hash of the sample id). `gen_eval`: before and after training, the
+    evaluation RL and `vo3rl eval` run (`vo3rl.evaluation.episodes`: greedy episodes on the rollout
+    workers with `rollout.eval_max_turns` and `rollout.max_new_tokens`, scored by the recipe's reward)
+    on `gen_eval_file`, read with `data.format`; `gen_eval_samples` caps it (`gen_eval_samples_before`
+    the run before training). `resume`: a checkpoint directory, "auto" (latest in the run), or "".
     `prepare`: run the `data` and `tiny_model` stages first when their outputs are missing (tiny demo).
     """
 
@@ -114,8 +116,6 @@ class SFTConfig:
     gen_eval_file: str = "${data.eval}"
     gen_eval_samples: int = 64
     gen_eval_samples_before: int = -1  # -1: as many as after; a random model's episodes run to every limit
-    gen_max_turns: int = 8
-    gen_max_new_tokens: int = 256
     output_dir: str = "${run.output_dir}/sft"
     prepare: bool = False
     learner_gpus: float = 0.0  # GPUs each learner rank reserves (Ray ranks, `learner.ranks` > 1)
@@ -135,8 +135,6 @@ class SFTConfig:
             (self.gen_eval_samples >= 0, "gen_eval_samples", self.gen_eval_samples, ">= 0"),
             (self.gen_eval_samples_before >= -1, "gen_eval_samples_before", self.gen_eval_samples_before,
              ">= -1 (-1: as many as after)"),
-            (self.gen_max_turns >= 1, "gen_max_turns", self.gen_max_turns, ">= 1"),
-            (self.gen_max_new_tokens >= 1, "gen_max_new_tokens", self.gen_max_new_tokens, ">= 1"),
             (self.learner_gpus >= 0, "learner_gpus", self.learner_gpus, ">= 0"),
             (len({s.name for s in self.stages}) == len(self.stages), "stages", [s.name for s in self.stages],
              "stage names must differ"),

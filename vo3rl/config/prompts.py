@@ -73,6 +73,12 @@ class PromptTemplates:
         "{question}\n" + _OPEN_O3_EVIDENCE
         + "Then give the object's box inside <answer></answer> as <obj>name</obj><box>[x1,y1,x2,y2]</box>at<t>time</t>s."
     )
+    # V-STAR's follow-up questions (one conversation: what, then when and where in the chain's order)
+    vstar_when: str = "{question}\nGive the moment inside <answer></answer> as From <t>start</t>s to <t>end</t>s."
+    vstar_where: str = (
+        "{question}\nGive the object's box at each moment you see it inside <answer></answer>, as "
+        "<obj>name</obj><box>[x1,y1,x2,y2]</box>at<t>time</t>s, the box in pixels of the frame."
+    )
 
     def validate(self) -> None:
         """Raise ValueError when a template names a placeholder that is never filled (a typo)."""

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 from vo3rl.evaluation.benchmarks import Benchmark
-from vo3rl.evaluation.episodes import evaluate_records
 from vo3rl.log import ProgressLog, get_logger
 
 log = get_logger(__name__)
@@ -99,7 +98,7 @@ def run_benchmark(rollout, rewards, samples: list, bench: Benchmark, folder: Pat
     progress = ProgressLog(bench.name, len(todo), unit="samples")
     for start in range(0, len(todo), chunk_samples):
         chunk = todo[start:start + chunk_samples]
-        _, records = evaluate_records(rollout, rewards, chunk)
+        _, records = bench.records(rollout, rewards, chunk)
         scored = {record["sample"] for record in records}
         skipped = getattr(rollout, "last_skipped", {})
         failed = [{"sample": s.id, "failed": skipped.get(s.id, "episode_lost")} for s in chunk if s.id not in scored]

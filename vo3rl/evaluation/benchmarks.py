@@ -6,14 +6,18 @@ episode was lost) and the headline accuracy twice: over all samples, a failed on
 (`accuracy`), and over the readable ones (`accuracy_readable`). Multiple-choice benchmarks add the
 accuracy per task type (`task/<type>`) when the file has one; MLVU adds `M-Avg`, VideoMME its
 short / medium / long split; Charades-STA reports R@0.3 / 0.5 / 0.7 and mIoU (a failed sample
-counting as IoU 0 in the first set, and left out of the `_readable` set).
+counting as IoU 0 in the first set, and left out of the `_readable` set); V-STAR runs both its chained
+conversations per row and reports accuracy, m_tIoU and m_vIoU per chain, AM, LGM, mAM and mLGM
+(`vo3rl.evaluation.vstar`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
+from vo3rl.evaluation.episodes import evaluate_records
 from vo3rl.evaluation.metrics import accuracy_by_group, grounding_recall, m_avg, videomme_split
+from vo3rl.evaluation.vstar import vstar, vstar_records
 from vo3rl.registry import Registry
 
 TASK_GROUP_KEYS = ("task_type", "question_type", "Question Type")
@@ -22,11 +26,13 @@ TASK_GROUP_KEYS = ("task_type", "question_type", "Question Type")
 @dataclass(frozen=True)
 class Benchmark:
     """`data_format`: the reader of its file (`vo3rl.data.readers.SAMPLE_FORMATS`); `summarise(records,
-    failed)`: its metrics, fractions in [0, 1]."""
+    failed)`: its metrics, fractions in [0, 1]; `records(rollout, rewards, samples) -> (metrics,
+    records)`: how its episodes run and are scored (one greedy episode each, unless it says otherwise)."""
 
     name: str
     data_format: str
     summarise: Callable[[list[dict], int], dict]
+    records: Callable = evaluate_records
 
 
 BENCHMARKS: Registry[Benchmark] = Registry("benchmark")
@@ -93,3 +99,4 @@ for _name, _format, _summary in (
     ("charades_sta", "charades_sta", charades_sta),
 ):
     BENCHMARKS.add(_name, Benchmark(_name, _format, _summary))
+BENCHMARKS.add("vstar", Benchmark("vstar", "vstar", vstar, vstar_records))

@@ -4,6 +4,7 @@ training; `vo3rl eval` (`vo3rl.orchestration.eval_run`) calls it on any checkpoi
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from vo3rl.agent.parse import final_answer
@@ -37,10 +38,12 @@ def write_episodes(path: str | Path, records: list[dict]) -> None:
 
 
 def evaluate_records(rollout, rewards, samples: list, episodes_path: str | Path | None = None) -> tuple[dict, list[dict]]:
-    """`eval/<metric>` means over `samples` (one greedy trajectory each) and `eval/n` episodes run,
-    with every episode's record (`episode_record`), also written to `episodes_path` (JSONL) when given."""
+    """`eval/<metric>` means over `samples` (one greedy trajectory each), `eval/n` episodes run and
+    `eval/seconds` (wall, generation and scoring), with every episode's record (`episode_record`), also
+    written to `episodes_path` (JSONL) when given."""
     if not samples:
         return {}, []
+    start = time.perf_counter()
     by_id = {s.id: s for s in samples}
     trajectories = rollout.generate(samples, 1, "eval")
     results = rewards.score(trajectories, [by_id[t.sample_id] for t in trajectories], progress=1.0)
@@ -49,6 +52,7 @@ def evaluate_records(rollout, rewards, samples: list, episodes_path: str | Path 
         write_episodes(episodes_path, records)
     metrics = {f"eval/{name.split('/', 1)[-1]}": value for name, value in rollout_metrics(trajectories, results).items()}
     metrics["eval/n"] = len(trajectories)
+    metrics["eval/seconds"] = time.perf_counter() - start
     return metrics, records
 
 

@@ -49,16 +49,35 @@ def run_eval(recipe: Recipe, model_path: str | None = None, limit: int | None = 
     if bench and not pending(benchmark_folder(recipe.run.output_dir, bench.name), samples):
         log.info("%s: every sample was finished by an earlier run; summarising it", bench.name)
         return _run_benchmark(recipe, bench, model, None, None, samples, skips.total, data_format)
+    if not bench:
+        metrics = evaluate_model(recipe, model, samples, episodes_path or Path(recipe.run.output_dir) / "eval_episodes.jsonl")
+        return {**metrics, "eval/skipped_rows": skips.total}
+    rollout, rewards = evaluation_services(recipe, model)
+    try:
+        return _run_benchmark(recipe, bench, model, rollout, rewards, samples, skips.total, data_format)
+    finally:
+        rollout.shutdown()
+        rewards.shutdown()
+
+
+def evaluation_services(recipe: Recipe, model: str) -> tuple[RolloutGroup, RewardPool]:
+    """The recipe's rollout workers (`rl.rollout_workers`) serving `model`, and its reward workers."""
     start_ray(recipe.ray)
     rollout = RolloutGroup(model, recipe, recipe.rl.rollout_workers)
-    rewards = RewardPool(recipe.reward, recipe.rl.reward_workers, recipe.rl.judge_concurrency, recipe.run.log_level)
-    if bench:
-        return _run_benchmark(recipe, bench, model, rollout, rewards, samples, skips.total, data_format)
-    episodes_path = episodes_path or Path(recipe.run.output_dir) / "eval_episodes.jsonl"
-    metrics, _ = evaluate_records(rollout, rewards, samples, episodes_path)
-    metrics["eval/skipped_rows"] = skips.total
-    metrics["eval/skipped_videos"] = sum(rollout.skipped.values())
-    return metrics
+    return rollout, RewardPool(recipe.reward, recipe.rl.reward_workers, recipe.rl.judge_concurrency, recipe.run.log_level)
+
+
+def evaluate_model(recipe: Recipe, model: str, samples: list, episodes_path: str | Path | None = None) -> dict:
+    """The evaluation every stage reports (`vo3rl eval`, SFT before and after): the metrics of
+    `evaluate_records` for `samples` on `model`, through workers started for it and stopped after,
+    with `eval/skipped_videos` (samples whose video could not be read)."""
+    rollout, rewards = evaluation_services(recipe, model)
+    try:
+        metrics, _ = evaluate_records(rollout, rewards, samples, episodes_path)
+        return {**metrics, "eval/skipped_videos": sum(rollout.skipped.values())}
+    finally:
+        rollout.shutdown()
+        rewards.shutdown()
 
 
 EPISODE_COLUMNS = ("sample", "question", "prediction", "answer", "turns", "tool_calls", "vision_tokens", "total")

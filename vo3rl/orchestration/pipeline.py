@@ -77,11 +77,17 @@ def sft_stage(recipe: Recipe) -> dict:
     from vo3rl.orchestration.sft_run import train as run_sft
 
     summary = run_sft(recipe)
-    keep = {"checkpoint": summary["checkpoint"], "train_s": round(summary["train_seconds"], 1)}
+    return {"checkpoint": summary["checkpoint"], "train_s": round(summary["train_seconds"], 1),
+            **before_and_after(summary)}
+
+
+def before_and_after(summary: dict) -> dict:
+    """`before_<metric>` and `after_<metric>` of a stage's evaluations, rounded, for the summary table."""
+    keep = {}
     for when in ("before", "after"):
-        if when in summary:
-            keep[f"{when}_format"] = round(summary[when]["format"], 3)
-            keep[f"{when}_accuracy"] = round(summary[when]["accuracy"], 3)
+        for key in ("accuracy", "format", "total", "tool_calls"):
+            if f"eval/{key}" in summary.get(when, {}):
+                keep[f"{when}_{key}"] = round(summary[when][f"eval/{key}"], 3)
     return keep
 
 
@@ -90,11 +96,7 @@ def rl_stage(recipe: Recipe) -> dict:
     from vo3rl.orchestration.rl_run import train
 
     summary = train(recipe)
-    keep = {"steps": summary["steps"], "checkpoint": summary["checkpoint"]}
-    for when in ("before", "after"):
-        for key in ("accuracy", "format", "total", "tool_calls"):
-            if f"eval/{key}" in summary.get(when, {}):
-                keep[f"{when}_{key}"] = round(summary[when][f"eval/{key}"], 3)
+    keep = {"steps": summary["steps"], "checkpoint": summary["checkpoint"], **before_and_after(summary)}
     rewards = summary["reward_by_step"]
     if rewards:
         keep["train_reward_first_last"] = f"{rewards[0]:.3f}->{rewards[-1]:.3f}"

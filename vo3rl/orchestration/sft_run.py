@@ -3,6 +3,7 @@ to the SFT driver (`vo3rl.sft.driver.run_sft`)."""
 from __future__ import annotations
 
 from vo3rl.config.schema import Recipe
+from vo3rl.orchestration.eval_run import evaluate_model
 from vo3rl.orchestration.ray_setup import start_ray
 from vo3rl.sft.driver import run_sft
 from vo3rl.train.contract import PolicyLearner
@@ -21,5 +22,7 @@ def sft_learner(recipe: Recipe, total_steps: int, tokenizer) -> PolicyLearner:
 
 
 def train(recipe: Recipe) -> dict:
-    """Run the recipe's SFT stages; returns the SFT summary."""
-    return run_sft(recipe, lambda total_steps, tokenizer: sft_learner(recipe, total_steps, tokenizer))
+    """Run the recipe's SFT stages, evaluated before and after as RL and `vo3rl eval` evaluate (rollout
+    and reward workers on Ray); returns the SFT summary."""
+    return run_sft(recipe, lambda total_steps, tokenizer: sft_learner(recipe, total_steps, tokenizer),
+                   lambda model, samples, path: evaluate_model(recipe, model, samples, path))

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from vo3rl.agent.chain import CHAINS, chain_episode, chain_of_mode, follow_up_questions
 from vo3rl.agent.loop import LoopConfig, TurnRequest, episode
 from vo3rl.agent.render import TokenBytes
 from vo3rl.agent.trajectory import Trajectory
@@ -26,12 +27,12 @@ from vo3rl.video.cache import DecodeCache
 from vo3rl.video.sampler import sample_clip
 from vo3rl.video.types import VideoError
 
-MODES = ("train", "eval")
+MODES = ("train", "eval", *(f"vstar_chain{chain}" for chain in CHAINS))
 
 
 def loop_config(cfg: RolloutConfig, mode: str, presets: dict[str, dict] | None = None,
                 grammar: dict | None = None) -> LoopConfig:
-    """The episode limits of `mode` ("train" or "eval"); `presets` are the recipe's sampling-preset
+    """The episode limits of `mode` ("train"; "eval" and the V-STAR chains: the eval limits); `presets` are the recipe's sampling-preset
     overrides (`video.presets`), shared with the learner so both sample the same frames; `grammar`
     ({"strategies", "min_segment_s"}, from the reward config) the tool calls the reward accepts."""
     if mode not in MODES:
@@ -100,15 +101,18 @@ class RolloutService:
     def generate(self, samples: list[Sample], n_per_sample: int, mode: str = "train",
                  group_offset: int = 0) -> RolloutBatch:
         """`n_per_sample` trajectories per sample. mode "train": the recipe's sampling and turn limit;
-        "eval": greedy, the eval turn limit (its last turn forced to answer)."""
+        "eval": greedy, the eval turn limit (its last turn forced to answer); "vstar_chain1" / "vstar_chain2":
+        greedy, V-STAR's chained questions (`agent.chain`), a sample without them skipped."""
         loop = loop_config(self.cfg, mode, self.presets, self.grammar)
         start = time.perf_counter()
         call = self.calls
         self.calls += 1
         batch = RolloutBatch()
         episodes, members = {}, {}
+        chain = chain_of_mode(mode)
         for index, sample in enumerate(samples):
-            problem = self._first_view_error(sample)
+            follow_ups = follow_up_questions(sample, chain, self.templates) if chain else None
+            problem = "no_vstar_questions" if chain and follow_ups is None else self._first_view_error(sample)
             if problem is not None:
                 batch.skipped[sample.id] = problem
                 continue
@@ -116,7 +120,9 @@ class RolloutService:
             for member in range(n_per_sample):
                 key = (index, member)
                 members[key] = (sample, group, member)
-                episodes[key] = episode(sample, self.tokenizer, loop, self.templates, self.cache, group, self.token_bytes)
+                episodes[key] = (chain_episode(sample, follow_ups, self.tokenizer, loop, self.templates, self.cache, group,
+                                               self.token_bytes) if chain else
+                                 episode(sample, self.tokenizer, loop, self.templates, self.cache, group, self.token_bytes))
 
         def seed_for(key, turn: int) -> int | None:
             sample, group, member = members[key]
@@ -124,8 +130,8 @@ class RolloutService:
 
         before = _engine_counts(self.engine)
         # A long evaluation says how far it is (train calls are logged per step by the driver).
-        progress = ProgressLog(f"rollout {mode} call {call}", len(episodes)) if mode == "eval" else None
-        outcomes = run_episodes(self.engine, episodes, self.cfg.tool_threads, greedy=mode == "eval", seed_for=seed_for,
+        progress = ProgressLog(f"rollout {mode} call {call}", len(episodes)) if mode != "train" else None
+        outcomes = run_episodes(self.engine, episodes, self.cfg.tool_threads, greedy=mode != "train", seed_for=seed_for,
                                 on_done=progress.update if progress else None)
         failed = Counter()
         for key in sorted(outcomes):

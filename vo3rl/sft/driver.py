@@ -5,9 +5,9 @@ Per step: a global batch of trajectories, one optimizer step on the learner rank
 and `metrics.jsonl`. Every `eval_every` steps the loss on the held-out split; every `save_every` steps
 and at the end a checkpoint (`step_N/`: the HF model in `step_N/hf`, optimizer and where the driver
 was in `step_N/state`; `final` links to the last one's `hf/`, the model a next stage starts from).
-`resume` restarts from a `step_N`. With `gen_eval`,
-greedy multi-turn episodes on the eval file are scored with the rewards before and after (format
-reward, answer accuracy).
+`resume` restarts from a `step_N`. With `gen_eval`, the evaluation RL and `vo3rl eval` report
+(greedy episodes on the rollout workers, the recipe's reward, the same `eval/` metric names) runs on
+the eval file before and after, given as `evaluate` by the orchestration.
 """
 from __future__ import annotations
 
@@ -21,19 +21,13 @@ from typing import Callable
 
 import numpy as np
 import torch
-from transformers import Qwen2_5_VLForConditionalGeneration
 
-from vo3rl.agent.loop import LoopConfig
 from vo3rl.config.schema import Recipe
 from vo3rl.data.readers import read_samples
 from vo3rl.data.skips import SkipLog
-from vo3rl.evaluation.greedy import evaluate_episodes
 from vo3rl.log import get_logger, progress
 from vo3rl.metrics import MetricsLog, open_wandb
-from vo3rl.model.tiny import build_processor
 from vo3rl.model.tokenizer import build_tokenizer
-from vo3rl.model.video_inputs import VideoMaterialiser
-from vo3rl.rollout.hf_engine import HFGreedyEngine
 from vo3rl.sft.data import load_sft_trajectories
 from vo3rl.train.checkpoint import HF_DIR, CheckpointError, hf_dir, latest_checkpoint, read_driver_state, write_checkpoint
 from vo3rl.train.contract import PolicyLearner
@@ -44,6 +38,8 @@ log = get_logger(__name__)
 
 # (total optimizer steps of the first stage, tokenizer) -> the learner SFT trains
 LearnerFactory = Callable[[int, object], PolicyLearner]
+# (model folder, samples, episodes JSONL path) -> `eval/` metrics, as `vo3rl.evaluation.episodes` names them
+Evaluator = Callable[[str, list, Path], dict]
 
 
 def stage_steps(stage, n_train: int, batch_size: int) -> int:
@@ -78,10 +74,10 @@ def held_out_loss(learner, trajectories, loss_on: str, max_rows: int) -> float:
     return float(-values.mean()) if len(values) else float("nan")
 
 
-def run_sft(recipe: Recipe, make_learner: LearnerFactory) -> dict:
+def run_sft(recipe: Recipe, make_learner: LearnerFactory, evaluate: Evaluator | None = None) -> dict:
     """Run every stage of `recipe.sft` on the learner `make_learner(total_steps, tokenizer)` builds (in
-    process, or the Ray rank group: the orchestration decides); returns the summary also written to
-    `sft/summary.json`."""
+    process, or the Ray rank group: the orchestration decides); with `sft.gen_eval`, `evaluate` scores
+    the model before and after. Returns the summary also written to `sft/summary.json`."""
 
     cfg = recipe.sft
     cfg.validate()
@@ -103,10 +99,11 @@ def run_sft(recipe: Recipe, make_learner: LearnerFactory) -> dict:
         data.append(split)
     steps = [stage_steps(s, len(d.train), cfg.batch_size) for s, d in zip(cfg.stages, data)]
 
+    if cfg.gen_eval and evaluate is None:
+        raise ValueError("sft.gen_eval is on but no evaluator was given to run_sft")
     if cfg.gen_eval:
         before = cfg.gen_eval_samples_before if cfg.gen_eval_samples_before >= 0 else cfg.gen_eval_samples
-        summary["before"] = generation_eval(recipe, recipe.model.path, tokenizer, cache, before,
-                                            out / "gen_eval_before.jsonl")
+        summary["before"] = generation_eval(recipe, evaluate, recipe.model.path, before, out / "gen_eval_before.jsonl")
     learner = make_learner(steps[0], tokenizer)
     start_stage, start_step, global_step = 0, 0, 0
     resume = latest_checkpoint(out) if cfg.resume == "auto" else (Path(cfg.resume) if cfg.resume else None)
@@ -119,6 +116,8 @@ def run_sft(recipe: Recipe, make_learner: LearnerFactory) -> dict:
         learner.load_checkpoint(str(resume))
         start_stage, start_step, global_step = extra["stage"], extra["stage_step"], extra["global_step"]
         log.info("resumed from %s: stage %d step %d", resume, start_stage, start_step)
+    if "before" in summary:
+        metrics_log.log(_numbers(summary["before"]), global_step)
     started = time.perf_counter()
     last_path = None
     for index in range(start_stage, len(cfg.stages)):
@@ -159,30 +158,25 @@ def run_sft(recipe: Recipe, make_learner: LearnerFactory) -> dict:
     summary["checkpoint"] = str(last_path or resume)
     learner.shutdown()
     if cfg.gen_eval and last_path is not None:
-        summary["after"] = generation_eval(recipe, hf_dir(last_path), tokenizer, cache, cfg.gen_eval_samples,
+        summary["after"] = generation_eval(recipe, evaluate, str(hf_dir(last_path)), cfg.gen_eval_samples,
                                            out / "gen_eval_after.jsonl")
-    if metrics_log.wandb is not None:
-        metrics_log.wandb.summary.update({f"gen/{when}_{k}": summary[when][k] for when in ("before", "after")
-                                          if when in summary for k in ("format", "accuracy")})
+        metrics_log.log(_numbers(summary["after"]), global_step)
     metrics_log.close()
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 
-def generation_eval(recipe, model_dir, tokenizer, cache, n_samples: int, episodes_path=None) -> dict:
-    """Greedy Video-o3 episodes on `sft.gen_eval_file` with the model in `model_dir`, scored; every
-    episode is written to `episodes_path` (JSONL) when given."""
-    cfg = recipe.sft
-    skips = SkipLog(stage=f"gen eval {cfg.gen_eval_file}")
-    samples = list(itertools.islice(read_samples(cfg.gen_eval_file, "seeker", recipe.data.root or None, skips),
-                                    n_samples))
-    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32,
-                                                               attn_implementation="sdpa")
-    engine = HFGreedyEngine(model, tokenizer, VideoMaterialiser(build_processor(tokenizer).video_processor, cache))
-    loop = LoopConfig(max_turns=cfg.gen_max_turns, max_new_tokens=cfg.gen_max_new_tokens,
-                      max_context=cfg.max_length + cfg.gen_max_new_tokens, reserve_tokens=0,
-                      sampling=dict(recipe.video.presets))
-    result = evaluate_episodes(engine, samples, tokenizer, loop, cache=cache, desc=f"gen eval {Path(model_dir).name}",
-                                episodes_path=episodes_path)
-    result["reader_skips"] = skips.as_dict()
-    return result
+def generation_eval(recipe, evaluate: Evaluator, model_dir: str, n_samples: int, episodes_path: Path) -> dict:
+    """`evaluate` on the first `n_samples` readable rows of `sft.gen_eval_file` (read with
+    `data.format`); bad rows are skipped and counted in `eval/skipped_rows`."""
+    skips = SkipLog(stage=f"gen eval {recipe.sft.gen_eval_file}")
+    rows = read_samples(recipe.sft.gen_eval_file, recipe.data.format, recipe.data.root or None, skips)
+    samples = list(itertools.islice(rows, n_samples))
+    metrics = evaluate(str(model_dir), samples, episodes_path)
+    log.info("SFT evaluation of %s: format %.3f accuracy %.3f over %d samples", Path(model_dir).name,
+             metrics.get("eval/format", 0.0), metrics.get("eval/accuracy", 0.0), metrics.get("eval/n", 0))
+    return {**metrics, "eval/skipped_rows": skips.total}
+
+
+def _numbers(metrics: dict) -> dict:
+    return {key: value for key, value in metrics.items() if isinstance(value, (int, float))}
