@@ -103,6 +103,15 @@ def prepare(args, tmp: str):
     return recipe, model, tokenizer, data, samples
 
 
+def add_model_arguments(parser, sft_steps: int = 60, videos: int = 24) -> None:
+    """The options `prepare` reads: --model, --data, --sft-steps, --videos."""
+    parser.add_argument("--model", default="", help="an HF checkpoint that writes tool calls (default: the demo's SFT)")
+    parser.add_argument("--data", default="", help="the synthetic data folder the model was trained on")
+    parser.add_argument("--sft-steps", type=int, default=sft_steps,
+                        help="without --model and the demo's SFT: train this long")
+    parser.add_argument("--videos", type=int, default=videos, help="synthetic videos, when synthesizing")
+
+
 def chats(recipe, tokenizer, data: str, overrides: dict, n: int) -> list:
     """The first `n` Video-o3 SFT chats with more than one video, rendered with `overrides` over the recipe's presets."""
     from vo3rl.sft.data import load_sft_trajectories
@@ -241,10 +250,7 @@ def loop_overhead(service, engine, samples, group: int, cache, repeats: int) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="", help="an HF checkpoint that writes tool calls (default: the demo's SFT)")
-    parser.add_argument("--data", default="", help="the synthetic data folder the model was trained on")
-    parser.add_argument("--sft-steps", type=int, default=60, help="without --model and the demo's SFT: train this long")
-    parser.add_argument("--videos", type=int, default=24, help="synthetic videos, when synthesizing")
+    add_model_arguments(parser)
     parser.add_argument("--prompts", type=int, default=2, help="samples per rollout call")
     parser.add_argument("--group", type=int, default=4, help="trajectories per sample (G)")
     parser.add_argument("--replays", type=int, default=8, help="trajectories replayed concurrently in part 1")

@@ -4,7 +4,7 @@ on canned answer and rating texts with both rules. No engine, no video file: mil
 import numpy as np
 import pytest
 
-from vo3rl.agent.rating import clamp_box, crop_clip, evidence_crops, nearest_frame, rating_text
+from vo3rl.agent.rating import CROP_SIDE_PX, crops_clip, evidence_crops, letterbox, nearest_frame, rating_text
 from vo3rl.agent.voting import FALLBACK_WEIGHT, MAX_CROPS, confidence_weight, parse_rating, vote
 from vo3rl.config.prompts import PromptTemplates
 from vo3rl.data.schema import Sample
@@ -65,16 +65,26 @@ def test_more_than_max_crops_is_seen_without_cutting_every_box():
     assert len(evidence_crops(claim("0, 0, 5, 5", 0) * MAX_CROPS, make_clip())) == MAX_CROPS
 
 
-def test_crop_clip_is_one_temporal_patch_on_the_28_px_grid():
-    (crop,) = evidence_crops(claim("0, 0, 84, 28", 6), make_clip())
-    clip = crop_clip(crop)
-    assert clip.frames.shape[0] == 2 and clip.height % 28 == 0 and clip.width % 28 == 0
-    assert 4 <= clip.n_vision_tokens == (clip.height // 28) * (clip.width // 28) <= 16
-    assert clip.grid_thw == (1, clip.height // 14, clip.width // 14)
-    assert clip.width > clip.height  # the aspect ratio survives the resize
-    assert (clip.frames == 30).all()  # frame 3's value: resized, not mixed with another frame
-    tiny = crop_clip(evidence_crops(claim("0, 0, 2, 3", 6), make_clip())[0])
-    assert tiny.n_vision_tokens >= 4  # a crop of a few pixels is grown to the floor
+def test_crops_travel_as_one_video_of_one_temporal_patch_each():
+    crops = evidence_crops(claim("0, 0, 84, 28", 6) + claim("0, 0, 2, 3", 0), make_clip())
+    clip = crops_clip(crops)
+    side = CROP_SIDE_PX
+    assert clip.frames.shape == (4, side, side, 3) and side % 28 == 0
+    assert clip.grid_thw == (2, side // 14, side // 14) and clip.n_vision_tokens == 2 * (side // 28) ** 2
+    assert clip.frame_indices.tolist() == [3, 3, 0, 0]
+    assert (clip.frames[0] == clip.frames[1]).all()  # a crop is one 2-frame patch: never mixed with the next
+    assert (clip.frames[0, side // 2, :] == 30).all()  # frame 3's value across the middle row of the wide crop
+    assert clip.spec.fps == 2.0 and clip.duration_s == 2.0
+
+
+def test_letterbox_keeps_the_aspect_ratio():
+    wide = np.full((10, 40, 3), 200, dtype=np.uint8)
+    boxed = letterbox(wide, 84)
+    rows = np.flatnonzero(boxed[:, 42, 0])
+    assert boxed.shape == (84, 84, 3) and (boxed[:, 0] > 0).any() and 18 <= len(rows) <= 24  # 84 / 4 = 21 rows
+    assert letterbox(np.full((1, 1, 3), 7, dtype=np.uint8), 28).max() == 7  # a single pixel still shows
+    with pytest.raises(ValueError):
+        crops_clip([])
 
 
 def test_rating_text_carries_the_question_and_options():

@@ -120,20 +120,18 @@ class TrajectoryBuilder:
                                       clip.grid_thw, len(clip.frames), self._user_turns))
         self._extend([self.vision_end], role)
 
-    def _user(self, clip: Clip | list[Clip] | None, text: str, role: Role) -> None:
+    def _user(self, clip: Clip | None, text: str, role: Role) -> None:
         self._extend([self.im_start] + self._encode("user\n"), role)
-        for video in (clip if isinstance(clip, list) else [clip] if clip is not None else []):
-            self._video(video, role)
+        if clip is not None:
+            self._video(clip, role)
         self._extend(self._encode(text) + [self.im_end] + self._encode("\n"), role)
         self._extend([self.im_start] + self._encode("assistant\n"), role)
         self._user_turns += 1
 
     # -- the three chunk kinds --------------------------------------------------------------
-    def add_prompt(self, clip: Clip | list[Clip] | None = None, text: str | None = None,
-                   system: str | None = None) -> None:
-        """System message, then the first user turn: the whole video (`clip`; a list puts several
-        videos in that turn, e.g. the crops a rating turn shows) and the question, rendered from the
-        templates unless `text` is given; ends with the assistant header."""
+    def add_prompt(self, clip: Clip | None = None, text: str | None = None, system: str | None = None) -> None:
+        """System message, then the first user turn: the whole video (`clip`) and the question,
+        rendered from the templates unless `text` is given; ends with the assistant header."""
         if self._ids:
             raise RuntimeError("add_prompt must come first")
         system = system if system is not None else system_prompt(self.templates, self.protocol)

@@ -69,6 +69,20 @@ def _rating_turn(request: TurnRequest) -> Generator[TurnRequest, TurnOutput, str
     return output.text
 
 
+def rating_request(sample, crops: list, tokenizer, templates) -> TurnRequest:
+    """The greedy rating turn of one answer's crops (at most RATING_MAX_NEW_TOKENS tokens)."""
+    context, clips = rating_context(sample, crops, tokenizer, templates)
+    # No spans: crops have no file of their own, so vLLM must hash their frames to cache them.
+    return TurnRequest(context, clips, [None] * len(clips), RATING_MAX_NEW_TOKENS, (), 0)
+
+
+def rate(engine, requests: dict) -> dict:
+    """Every rating turn of `requests` (key -> TurnRequest) batched on `engine`: key -> EpisodeOutcome
+    whose `trajectory` holds the reply text (None, with a `reason`, when the engine refused it)."""
+    return run_episodes(engine, {key: _rating_turn(request) for key, request in requests.items()}, threads=0,
+                        greedy=True)
+
+
 def run_tts(service, samples: list, n: int, vote_rule: str = "confidence", group_offset: int = 0) -> TTSBatch:
     """Test-time scaling of `samples` on `service` (a `RolloutService` of protocol open_o3)."""
     if vote_rule not in VOTE_RULES:
@@ -96,13 +110,10 @@ def run_tts(service, samples: list, n: int, vote_rule: str = "confidence", group
             crops = evidence_crops(trajectory.assistant_texts[-1], sample_clip(span.ref, span.spec, service.cache))
             crop_counts[group, member] = len(crops)
             if vote_rule == "confidence" and 1 <= len(crops) <= MAX_CROPS:
-                context, clips = rating_context(sample, crops, service.tokenizer, service.templates)
-                # No spans: crops have no file of their own, so vLLM must hash their frames to cache them.
-                requests[group, member] = TurnRequest(context, clips, [None] * len(clips), RATING_MAX_NEW_TOKENS, (), 0)
+                requests[group, member] = rating_request(sample, crops, service.tokenizer, service.templates)
 
     before = engine_counts(service.engine)
-    outcomes = run_episodes(service.engine, {key: _rating_turn(r) for key, r in requests.items()}, threads=0,
-                            greedy=True)
+    outcomes = rate(service.engine, requests)
     after = engine_counts(service.engine)
     failed = Counter(sampled.failed)
     failed.update(f"rating:{o.reason}" for o in outcomes.values() if o.reason is not None)
