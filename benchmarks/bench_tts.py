@@ -2,8 +2,9 @@
 the tiny model: per sample, wall seconds, generated tokens and rating turns of `RolloutService.tts`
 with N answers (default N = 1, 4, 8; "confidence" vote), one engine start.
 
-A tiny model barely trained (bench_rollout.prepare, `--sft-steps`) seldom writes an `<obj>…<box>…`
-claim, so few of its answers are rated; the measured rows say how many were. A second table prices
+By default the model is a fresh tiny one (random weights; `--sft-steps N` trains it first with
+bench_rollout.prepare, `--model` takes any checkpoint). Such a model seldom writes an
+`<obj>…<box>…` claim, so few of its answers are rated; the measured rows say how many were. A second table prices
 the rating itself: every answer's rating turn as if it had cited two boxes (crops of the sample's own
 frames), sent on the same engine: what a model that cites its evidence pays on top of the answers.
 
@@ -38,6 +39,21 @@ def best_run(engine, fn, repeats: int):
     return min(runs, key=lambda run: run[1])
 
 
+def untrained(args, tmp: str) -> None:
+    """Without --model and --sft-steps: a fresh tiny model and synthetic data for `prepare` (its SFT
+    teaches Video-o3 chats, nothing an Open-o3 answer needs, and costs minutes on a small VM)."""
+    import dataclasses
+
+    from vo3rl.config import load_recipe
+    from vo3rl.data.synth import generate
+    from vo3rl.model.tiny import build_tiny_model
+
+    recipe = load_recipe("recipes/tiny_cpu/base.yaml", [f"run.output_dir={tmp}"])
+    generate(dataclasses.replace(recipe.data.synth, n_train_videos=args.videos, n_eval_videos=0, questions_per_video=2),
+             f"{tmp}/data")
+    args.model, args.data = str(build_tiny_model(f"{tmp}/model", recipe.model.tiny)), f"{tmp}/data"
+
+
 def forced_ratings(service, samples, n: int):
     """Rating turns of two crops per answer, n per sample (the cost a claiming model adds)."""
     from vo3rl.agent.rating import evidence_crops
@@ -56,7 +72,7 @@ def forced_ratings(service, samples, n: int):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_arguments(parser, sft_steps=8, videos=8)
+    add_model_arguments(parser, sft_steps=0, videos=8)
     parser.add_argument("--samples", type=int, default=4, help="samples per TTS call")
     parser.add_argument("--ns", default="1,4,8", help="answers per sample to compare")
     parser.add_argument("--max-new-tokens", type=int, default=64, help="tokens per sampled answer at most")
@@ -70,7 +86,10 @@ def main() -> None:
     from vo3rl.rollout.vllm_engine import VLLMEngine
     from vo3rl.video.cache import DecodeCache
 
-    recipe, model, tokenizer, _, samples = prepare(args, tempfile.mkdtemp(prefix="bench_tts_"))
+    tmp = tempfile.mkdtemp(prefix="bench_tts_")
+    if not args.model and not args.sft_steps:
+        untrained(args, tmp)
+    recipe, model, tokenizer, _, samples = prepare(args, tmp)
     samples = samples[: args.samples]
     cfg = RolloutConfig(protocol="open_o3", max_model_len=4096, max_context=4096, reserve_tokens=256,
                         max_new_tokens=args.max_new_tokens, temperature=1.0, dtype="float32",

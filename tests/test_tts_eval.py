@@ -98,3 +98,15 @@ def test_tts_refuses_another_protocol_and_no_answers_in_one_line(tmp_path):
     assert code == 2 and "--tts 0: test-time scaling needs at least 1 answer" in lines[-1]
     assert "protocol" not in lines[-1]
     assert not (tmp_path / "out").exists()
+
+
+def test_tts_samples_at_temperature_one_and_reports_its_settings():
+    from vo3rl.config.loader import load_recipe
+    from vo3rl.orchestration.eval_run import eval_settings, tts_recipe
+
+    recipe = load_recipe(ROOT / "recipes/open_o3_video/rl_gspo.yaml", ["rl.init_from=/x", "rollout.temperature=0.7"])
+    sampled = tts_recipe(recipe)
+    assert sampled.rollout.temperature == 1.0 and recipe.rollout.temperature == 0.7
+    settings = eval_settings(sampled, "mcq", {"n": 8, "vote": "majority"})
+    assert settings["tts/n"] == 8 and settings["tts/vote"] == "majority" and settings["rollout.temperature"] == 1.0
+    assert "tts/n" not in eval_settings(recipe, "mcq")
