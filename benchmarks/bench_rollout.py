@@ -103,6 +103,15 @@ def prepare(args, tmp: str):
     return recipe, model, tokenizer, data, samples
 
 
+def add_model_arguments(parser, sft_steps: int = 60, videos: int = 24) -> None:
+    """The options `prepare` reads: --model, --data, --sft-steps, --videos."""
+    parser.add_argument("--model", default="", help="an HF checkpoint that writes tool calls (default: the demo's SFT)")
+    parser.add_argument("--data", default="", help="the synthetic data folder the model was trained on")
+    parser.add_argument("--sft-steps", type=int, default=sft_steps,
+                        help="without --model and the demo's SFT: train this long")
+    parser.add_argument("--videos", type=int, default=videos, help="synthetic videos, when synthesizing")
+
+
 def chats(recipe, tokenizer, data: str, overrides: dict, n: int) -> list:
     """The first `n` Video-o3 SFT chats with more than one video, rendered with `overrides` over the recipe's presets."""
     from vo3rl.sft.data import load_sft_trajectories
@@ -237,14 +246,6 @@ def loop_overhead(service, engine, samples, group: int, cache, repeats: int) -> 
            "efficiency_median_wall": statistics.median(p["raw_wall_s"] / p["loop_wall_s"] for p in pairs),
            "generated_tokens": tokens}
     return out, batch.trajectories
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags `prepare` reads: which model and data to measure, or how to make them."""
-    parser.add_argument("--model", default="", help="an HF checkpoint that writes tool calls (default: the demo's SFT)")
-    parser.add_argument("--data", default="", help="the synthetic data folder the model was trained on")
-    parser.add_argument("--sft-steps", type=int, default=60, help="without --model and the demo's SFT: train this long")
-    parser.add_argument("--videos", type=int, default=24, help="synthetic videos, when synthesizing")
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from vo3rl.agent.trajectory import Trajectory
 from vo3rl.config.rollout import RolloutConfig
 from vo3rl.data.schema import Sample
 from vo3rl.rollout.service import RolloutBatch
+from vo3rl.rollout.tts import TTSBatch, TTSResult
 from vo3rl.video.types import VideoRef
 from vo3rl.workers.rollout import RolloutGroup, rollout_config
 
@@ -47,6 +48,16 @@ class StandInWorker:
                                                      group_index=group_offset + index))
         return batch
 
+    def tts(self, samples, n, vote="confidence", group_offset=0):
+        batch = TTSBatch(stats={"pid": os.getpid()})
+        for index, sample in enumerate(samples):
+            if sample.id == "bad":
+                batch.skipped[sample.id] = "missing"
+                continue
+            batch.results.append(TTSResult(sample.id, vote, [""] * n, ["A"] * n, [0] * n, [None] * n, [1.0] * n,
+                                           f"{group_offset + index}"))
+        return batch
+
 
 @pytest.fixture(scope="module")
 def ray_local():
@@ -74,6 +85,16 @@ def test_shares_group_indices_and_skips(ray_local):
     assert group.skipped == {"missing": 1}
     assert len({stats["pid"] for stats in group.last_stats}) == 2  # both workers took a share
     assert len(group.ready()) == 2
+    group.shutdown()
+
+
+def test_tts_fans_out_like_generate(ray_local):
+    group = make_group()
+    out = group.tts(samples("a", "bad", "c", "d"), 3, "majority")
+    assert [(r.sample_id, r.prediction, len(r.weights), r.vote) for r in out] == [
+        ("a", "0", 3, "majority"), ("c", "2", 3, "majority"), ("d", "3", 3, "majority")]
+    assert group.skipped == {"missing": 1} and group.last_skipped == {"bad": "missing"}
+    assert len({stats["pid"] for stats in group.last_stats}) == 2
     group.shutdown()
 
 

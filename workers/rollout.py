@@ -5,6 +5,7 @@
     trajectories = group.generate(samples, n_per_sample=16, mode="train")  # group_index set, log-probs in
     group.skipped, group.failed                                            # counted, never raised
     group.update_weights(learner_state_dict)                               # in place, prefix cache reset
+    results = group.tts(samples, n=8, vote="confidence")                   # Open-o3 test-time scaling
 
 A worker that dies (its process killed, out of memory) is restarted, given the newest weights, and its
 share of the batch generated again, at most `max_restarts` times per call.
@@ -68,6 +69,10 @@ class RolloutWorker:
     def generate(self, samples: list, n_per_sample: int, mode: str = "train", group_offset: int = 0):
         """A `RolloutBatch`: trajectories (with rollout log-probs), skipped samples, failures, stats."""
         return self.service.generate(samples, n_per_sample, mode, group_offset)
+
+    def tts(self, samples: list, n: int, vote: str = "confidence", group_offset: int = 0):
+        """A `TTSBatch`: per sample N sampled answers, their ratings and weights, the voted answer."""
+        return self.service.tts(samples, n, vote, group_offset)
 
     def score(self, trajectories: list) -> list:
         """vLLM's log-prob of every token of each trajectory (for rollout/learner agreement checks)."""
@@ -166,13 +171,14 @@ class RolloutGroup:
             ray.get(worker.update_weights.remote(self._weights))
         self.workers[index] = worker
 
-    def generate(self, samples: list, n_per_sample: int, mode: str = "train") -> list:
-        """`n_per_sample` trajectories per sample, in sample order, spread over the workers in
-        contiguous shares. Skipped samples and lost trajectories are added to `skipped` / `failed`."""
+    def _fan_out(self, method: str, samples: list, *args) -> list:
+        """Call worker `method(share, *args, offset)` on contiguous shares of `samples`; a worker that
+        dies is restarted and its share sent again. The workers' batches in share order; their skipped
+        samples and lost trajectories are added to `skipped` / `failed`."""
         n = len(self.workers)
         bounds = [len(samples) * i // n for i in range(n + 1)]
         shares = [(bounds[i], samples[bounds[i] : bounds[i + 1]]) for i in range(n)]
-        calls = {i: self.workers[i].generate.remote(share, n_per_sample, mode, offset)
+        calls = {i: getattr(self.workers[i], method).remote(share, *args, offset)
                  for i, (offset, share) in enumerate(shares) if share}
         results = {}
         for index, ref in calls.items():
@@ -185,16 +191,26 @@ class RolloutGroup:
                         raise
                     self._restart(index)
                     offset, share = shares[index]
-                    ref = self.workers[index].generate.remote(share, n_per_sample, mode, offset)
-        trajectories, self.last_stats, self.last_skipped = [], [], {}
+                    ref = getattr(self.workers[index], method).remote(share, *args, offset)
+        batches, self.last_stats, self.last_skipped = [], [], {}
         for index in sorted(results):
             batch = results[index]
-            trajectories += batch.trajectories
+            batches.append(batch)
             self.skipped.update(batch.skipped.values())
             self.last_skipped.update(batch.skipped)
             self.failed.update(batch.failed)
             self.last_stats.append(batch.stats)
-        return trajectories
+        return batches
+
+    def generate(self, samples: list, n_per_sample: int, mode: str = "train") -> list:
+        """`n_per_sample` trajectories per sample, in sample order, spread over the workers in
+        contiguous shares. Skipped samples and lost trajectories are added to `skipped` / `failed`."""
+        return [t for batch in self._fan_out("generate", samples, n_per_sample, mode) for t in batch.trajectories]
+
+    def tts(self, samples: list, n: int, vote: str = "confidence") -> list:
+        """Test-time scaling (`vo3rl.rollout.tts`): one `TTSResult` per sample that kept an answer,
+        in sample order, spread over the workers like `generate`."""
+        return [r for batch in self._fan_out("tts", samples, n, vote) for r in batch.results]
 
     def update_weights(self, state_dict: dict) -> None:
         """Send the learner's weights (one object in the store, read by every worker) in place."""

@@ -1,4 +1,5 @@
-"""`vo3rl eval RECIPE [key=value …] [--model DIR]`: greedy evaluation on the recipe's `data.eval`."""
+"""`vo3rl eval RECIPE [key=value …] [--model DIR] [--tts N [--vote RULE]]`: greedy evaluation on the
+recipe's `data.eval`, or test-time scaling (open_o3) with --tts."""
 from __future__ import annotations
 
 import argparse
@@ -16,6 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N samples")
     parser.add_argument("--benchmark", default=None,
                         help="read data.eval as this benchmark and write its results (eval/NAME/results.json, .md)")
+    parser.add_argument("--tts", type=int, default=None, metavar="N",
+                        help="confidence-aware test-time scaling (open_o3 only): sample N answers at temperature 1 "
+                             "per sample and predict the voted one")
+    parser.add_argument("--vote", choices=("confidence", "majority"), default="confidence",
+                        help="with --tts: weigh answers by the model's rating of their evidence crops "
+                             "(confidence) or count them (majority)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,11 +31,12 @@ def run(args: argparse.Namespace) -> int:
     from vo3rl.orchestration.eval_run import run_eval
 
     model = {}
+    tts = {"n": args.tts, "vote": args.vote} if args.tts is not None else None
 
     def refuse(recipe):
-        model["folder"], problems = eval_inputs(recipe, args.model, args.benchmark)
+        model["folder"], problems = eval_inputs(recipe, args.model, args.benchmark, tts)
         return "; ".join(problems) or None
 
     recipe = recipe_from_args(args, refuse=refuse)
-    print(json.dumps(run_eval(recipe, str(model["folder"]), args.limit, benchmark=args.benchmark), indent=2))
+    print(json.dumps(run_eval(recipe, str(model["folder"]), args.limit, benchmark=args.benchmark, tts=tts), indent=2))
     return 0

@@ -39,7 +39,8 @@ class PromptTemplates:
     """Every text the protocol renders. Placeholders per field:
     video_o3_mcq: question, options, duration_s · video_o3_open: question, duration_s ·
     observation: fps, n_frames, start_s, end_s · error_observation: error ·
-    open_o3_*: question, options, duration_s, frame_times."""
+    open_o3_*: question, options, duration_s, frame_times · vstar_when, vstar_where: question ·
+    tts_rating: question (with its options)."""
 
     system: str = _TOOL_PROTOCOL
     video_o3_mcq: str = (
@@ -78,6 +79,14 @@ class PromptTemplates:
     vstar_where: str = (
         "{question}\nGive the object's box at each moment you see it inside <answer></answer>, as "
         "<obj>name</obj><box>[x1,y1,x2,y2]</box>at<t>time</t>s, the box in pixels of the frame."
+    )
+
+    # Confidence-aware test-time scaling (methods.md section 8): the model rates the evidence crops
+    # of one of its sampled answers. `{question}` carries the options too.
+    tts_rating: str = (
+        "The images above are crops of the evidence an answer cited for this question:\n{question}\n"
+        "Do the crops show evidence relevant to the question? Reply with one digit only: 0 (not relevant), "
+        "1 (partly relevant) or 2 (clearly relevant)."
     )
 
     def validate(self) -> None:

@@ -45,9 +45,11 @@ def benchmark_folder(output_dir: str | Path, name: str) -> Path:
     return Path(output_dir) / "eval" / name
 
 
-def evaluation_identity(model: str | Path, data_file: str | Path) -> dict:
-    """What a benchmark folder's rows belong to: a rerun with the same identity resumes them."""
-    return {"model": str(Path(model).resolve()), "data.eval": str(Path(data_file).resolve())}
+def evaluation_identity(model: str | Path, data_file: str | Path, tts: dict | None = None) -> dict:
+    """What a benchmark folder's rows belong to: a rerun with the same identity resumes them.
+    `tts` ({"n", "vote"}) marks test-time-scaling rows, never mixed with greedy ones."""
+    identity = {"model": str(Path(model).resolve()), "data.eval": str(Path(data_file).resolve())}
+    return {**identity, "tts": dict(tts)} if tts else identity
 
 
 def identity_conflict(folder: Path, identity: dict) -> str | None:
@@ -78,10 +80,12 @@ def _append(path: Path, records: list[dict]) -> None:
 
 
 def run_benchmark(rollout, rewards, samples: list, bench: Benchmark, folder: Path, identity: dict,
-                  chunk_samples: int = 64) -> tuple[dict, list[dict]]:
+                  chunk_samples: int = 64, evaluate=None) -> tuple[dict, list[dict]]:
     """`bench`'s summary over every sample (this run's and an earlier run's) and all scored records;
     `folder/episodes.jsonl` grows by one row per sample as chunks finish. `identity` (the model and
-    the file evaluated) is kept in `folder/evaluated.json`: rows of another evaluation are never mixed in."""
+    the file evaluated) is kept in `folder/evaluated.json`: rows of another evaluation are never mixed in.
+    `evaluate(rollout, rewards, chunk) -> (metrics, records)` runs a chunk instead of the benchmark's own
+    `records` (test-time scaling passes its own)."""
     conflict = identity_conflict(folder, identity)
     if conflict:
         raise ValueError(conflict)
@@ -98,7 +102,7 @@ def run_benchmark(rollout, rewards, samples: list, bench: Benchmark, folder: Pat
     progress = ProgressLog(bench.name, len(todo), unit="samples")
     for start in range(0, len(todo), chunk_samples):
         chunk = todo[start:start + chunk_samples]
-        _, records = bench.records(rollout, rewards, chunk)
+        _, records = (evaluate or bench.records)(rollout, rewards, chunk)
         scored = {record["sample"] for record in records}
         skipped = getattr(rollout, "last_skipped", {})
         failed = [{"sample": s.id, "failed": skipped.get(s.id, "episode_lost")} for s in chunk if s.id not in scored]

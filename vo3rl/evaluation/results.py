@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-COUNT_KEYS = ("n", "failed", "skipped_rows")
+COUNT_KEYS = ("n", "failed", "skipped_rows", "tts/n")
 
 
 def _shown(key: str, value) -> str:

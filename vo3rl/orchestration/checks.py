@@ -97,10 +97,12 @@ def missing_inputs(recipe: Recipe) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
-def eval_inputs(recipe: Recipe, model: str | None = None, benchmark: str | None = None) -> tuple[Path, list[str]]:
+def eval_inputs(recipe: Recipe, model: str | None = None, benchmark: str | None = None,
+                tts: dict | None = None) -> tuple[Path, list[str]]:
     """The folder `vo3rl eval` loads (`--model`, default `model.path`; a vo3rl checkpoint `step_N` means
     its `hf/`) and one message per problem: an unknown benchmark, a missing model or `data.eval`, a
-    benchmark folder holding another evaluation's rows."""
+    benchmark folder holding another evaluation's rows, test-time scaling (`tts`: {"n", "vote"}) with
+    fewer than one answer or another protocol than open_o3."""
     named = model or recipe.model.path
     key = "--model" if model else "model.path"
     folder = model_folder(named)
@@ -110,9 +112,17 @@ def eval_inputs(recipe: Recipe, model: str | None = None, benchmark: str | None 
         problems.append(f"{key} = {named!r}: {what} (give an HF model folder or a vo3rl checkpoint step_N)")
     if not Path(recipe.data.eval).is_file():
         problems.append(f"data.eval = {recipe.data.eval!r}: no such file")
+    if tts and tts["n"] < 1:
+        problems.append(f"--tts {tts['n']}: test-time scaling needs at least 1 answer per sample")
+    if tts and recipe.rollout.protocol != "open_o3":
+        problems.append(f"--tts rates Open-o3 evidence crops: it needs rollout.protocol open_o3, "
+                        f"not {recipe.rollout.protocol!r}")
+    if tts and benchmark == "vstar":
+        problems.append("--tts with --benchmark vstar: V-STAR's chained conversations are scored one greedy "
+                        "answer per question; test-time scaling is defined for single answers")
     if benchmark in BENCHMARKS and not problems:  # a rerun resumes its own rows, never another model's
         conflict = identity_conflict(benchmark_folder(recipe.run.output_dir, benchmark),
-                                     evaluation_identity(folder, recipe.data.eval))
+                                     evaluation_identity(folder, recipe.data.eval, tts))
         problems += [conflict] if conflict else []
     return folder, problems
 

@@ -40,6 +40,12 @@ class EpisodeOutcome:
     reason: str | None = None
 
 
+def engine_counts(engine) -> dict[str, float]:
+    """The engine's running counters (requests, prompt / cached / generated tokens), {} without any."""
+    stats = getattr(engine, "stats", None)
+    return stats.as_dict() if stats is not None else {}
+
+
 def _advance(steps: EpisodeSteps, output: TurnOutput | None):
     """The episode's next request, or its outcome when it ended."""
     try:

@@ -21,7 +21,8 @@ from vo3rl.config.prompts import PromptTemplates
 from vo3rl.config.rollout import RolloutConfig
 from vo3rl.data.schema import Sample
 from vo3rl.log import ProgressLog
-from vo3rl.rollout.episodes import run_episodes
+from vo3rl.rollout.episodes import engine_counts, run_episodes
+from vo3rl.rollout.tts import TTSBatch, run_tts
 from vo3rl.video.budgets import preset
 from vo3rl.video.cache import DecodeCache
 from vo3rl.video.sampler import sample_clip
@@ -32,9 +33,10 @@ MODES = ("train", "eval", *(f"vstar_chain{chain}" for chain in CHAINS))
 
 def loop_config(cfg: RolloutConfig, mode: str, presets: dict[str, dict] | None = None,
                 grammar: dict | None = None) -> LoopConfig:
-    """The episode limits of `mode` ("train"; "eval" and the V-STAR chains: the eval limits); `presets` are the recipe's sampling-preset
-    overrides (`video.presets`), shared with the learner so both sample the same frames; `grammar`
-    ({"strategies", "min_segment_s"}, from the reward config) the tool calls the reward accepts."""
+    """The episode limits of `mode` ("train"; "eval" and the V-STAR chains: the eval limits);
+    `presets` are the recipe's sampling-preset overrides (`video.presets`), shared with the learner so
+    both sample the same frames; `grammar` ({"strategies", "min_segment_s"}, from the reward config)
+    the tool calls the reward accepts."""
     if mode not in MODES:
         raise ValueError(f"rollout mode must be one of {MODES}, got {mode!r}")
     turns = cfg.max_turns if mode == "train" else cfg.eval_max_turns
@@ -128,7 +130,7 @@ class RolloutService:
             sample, group, member = members[key]
             return request_seed(self.cfg.seed, call, sample.id, group, member, turn)
 
-        before = _engine_counts(self.engine)
+        before = engine_counts(self.engine)
         # A long evaluation says how far it is (train calls are logged per step by the driver).
         progress = ProgressLog(f"rollout {mode} call {call}", len(episodes)) if mode != "train" else None
         outcomes = run_episodes(self.engine, episodes, self.cfg.tool_threads, greedy=mode != "train", seed_for=seed_for,
@@ -144,6 +146,10 @@ class RolloutService:
         batch.stats = _call_stats(self.engine, before, batch, time.perf_counter() - start)
         return batch
 
+    def tts(self, samples: list[Sample], n: int, vote: str = "confidence", group_offset: int = 0) -> TTSBatch:
+        """Confidence-aware test-time scaling (`vo3rl.rollout.tts`): `n` sampled open_o3 answers per
+        sample, their evidence rated by the same model, and the voted answer."""
+        return run_tts(self, samples, n, vote, group_offset)
 
     def score(self, trajectories: list[Trajectory]) -> list:
         """The engine's log-prob of every token of each trajectory (float32 [N], NaN for the first),
@@ -156,13 +162,8 @@ class RolloutService:
         return self.engine.prompt_logprobs(requests)
 
 
-def _engine_counts(engine) -> dict[str, float]:
-    stats = getattr(engine, "stats", None)
-    return stats.as_dict() if stats is not None else {}
-
-
 def _call_stats(engine, before: dict, batch: RolloutBatch, seconds: float) -> dict[str, float]:
-    after = _engine_counts(engine)
+    after = engine_counts(engine)
     delta = {k: after[k] - before.get(k, 0) for k in ("requests", "prompt_tokens", "cached_tokens", "generated_tokens")
              if k in after}
     out = {"seconds": seconds, "trajectories": len(batch.trajectories), "skipped_samples": len(batch.skipped),

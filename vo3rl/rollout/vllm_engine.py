@@ -69,6 +69,13 @@ def engine_args(cfg: RolloutConfig, model_path: str) -> dict:
     return args
 
 
+def _vllm_error() -> type:
+    """vLLM's own request errors (e.g. more videos than `limit_mm_per_prompt`), which are no ValueError."""
+    from vllm.exceptions import VLLMError
+
+    return VLLMError
+
+
 class VLLMEngine:
     """A vLLM engine over the HF directory `model_path`. `tokenizer` is the policy's (its ids for the
     chat markers and the video pad)."""
@@ -132,7 +139,7 @@ class VLLMEngine:
                 prompt["cache_salt"] = salt
             params = self.sampling_params(request.max_new_tokens, request.stop, greedy, seed, exact_tokens)
             self.engine.add_request(request_id, prompt, params)
-        except (ValueError, TypeError, RuntimeError) as err:
+        except (ValueError, TypeError, RuntimeError, _vllm_error()) as err:
             log.warning("vLLM refused a turn of %s: %s", key, err)
             self._failed.append((key, EngineFailure("rejected", str(err)[:500])))
             return
