@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from vo3rl.report.page import write_report
-from vo3rl.report.panels import PANELS, before_after, read_metrics
+from vo3rl.report.draw import bar_names
+from vo3rl.report.panels import PANELS, StageMetrics, before_after, read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -40,6 +41,11 @@ def test_series_skip_bad_lines_and_values(tmp_path):
     assert "batch/prompt_ids" not in stage.series and "x" not in stage.series
     assert (stage.skipped_lines, stage.skipped_values) == (3, 1)  # not json, a string step, a cut line; NaN
     assert before_after(stage) == {"eval/accuracy": (0.4, 0.6), "eval/format": (0.7, 1.0)}
+    sft = StageMetrics("sft", {"eval/accuracy": ([0, 9], [0.0, 0.5]), "eval/seconds": ([0, 9], [70.0, 40.0]),
+                               "eval/loss": ([5, 9], [0.4, 0.1]), "eval/n": ([0, 9], [8, 32])})
+    pairs = before_after(sft)  # the held-out loss is first logged mid-training: no "before"
+    assert sorted(pairs) == ["eval/accuracy", "eval/seconds"]
+    assert bar_names(pairs) == ["eval/accuracy"]  # seconds would dwarf the scores: table only
     reward_panel = next(p for p in PANELS if p.name == "reward")
     assert reward_panel.keys(sorted(stage.series)) == ["reward/accuracy", "reward/format", "reward/total"]
 

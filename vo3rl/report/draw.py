@@ -26,6 +26,8 @@ def draw_panel(panel: Panel, stage: StageMetrics, path: Path) -> bool:
         return False
     plt = _pyplot()
     figure, axes = plt.subplots(figsize=SIZE_INCHES, dpi=DPI)
+    if len(keys) > 10:  # the default cycle has 10 colours: two series would share one
+        axes.set_prop_cycle(color=plt.cm.tab20.colors)
     for key in keys:
         steps, values = stage.series[key]
         axes.plot(steps, values, marker="o" if len(values) < 20 else None, markersize=3, label=key)
@@ -41,14 +43,20 @@ def draw_panel(panel: Panel, stage: StageMetrics, path: Path) -> bool:
     return True
 
 
-# Counts on another scale than the reward terms (hundreds of tokens next to fractions): table only.
-COUNT_SUFFIXES = ("tokens", "turns", "tool_calls", "errors_per_trajectory")
+# Counts and seconds, on another scale than the reward terms (hundreds of tokens or tens of seconds
+# next to fractions): table only.
+COUNT_SUFFIXES = ("tokens", "turns", "tool_calls", "errors_per_trajectory", "seconds", "skipped_videos", "skipped_rows")
+
+
+def bar_names(pairs: dict[str, tuple[float, float]]) -> list[str]:
+    """The metrics drawn as before/after bars: scores, not counts or seconds."""
+    return [name for name in pairs if not name.endswith(COUNT_SUFFIXES)]
 
 
 def draw_before_after(stage: StageMetrics, pairs: dict[str, tuple[float, float]], path: Path) -> bool:
     """Paired bars: each evaluation score before (first evaluation) and after (last); counts are
     left to the page's table."""
-    names = [name for name in pairs if not name.endswith(COUNT_SUFFIXES)]
+    names = bar_names(pairs)
     if not names:
         return False
     plt = _pyplot()

@@ -92,9 +92,10 @@ PANELS = (
 
 
 def before_after(stage: StageMetrics, prefix: str = "eval/") -> dict[str, tuple[float, float]]:
-    """Each evaluation metric's first and last value ("before" and "after" training)."""
+    """Each evaluation metric's first and last value ("before" and "after" training); not SFT's
+    held-out loss, first logged after `sft.eval_every` steps (the loss panel draws it)."""
     out = {}
     for key, (steps, values) in stage.series.items():
-        if key.startswith(prefix) and key != f"{prefix}n" and len(values) >= 2:
+        if key.startswith(prefix) and key not in (f"{prefix}n", f"{prefix}loss") and len(values) >= 2:
             out[key] = (values[0], values[-1])
     return out
