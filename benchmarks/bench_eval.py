@@ -3,7 +3,8 @@ service's eval mode, as `vo3rl eval` runs them on each worker), scored by the re
 
 Two modes on the same synthetic samples (the RL split the model was not trained on as chats):
 - with tools: the recipe's evaluation turn limit (`rollout.eval_max_turns`), so the model may crop;
-- without tools: one turn, told to answer at once (the forced final turn).
+- without tools: one turn, so no crop is ever watched (a turn that calls the tool ends the episode
+  unanswered: the first prompt carries no last-turn instruction).
 
 Printed per mode: samples/s, seconds per sample, turns, tool calls and vision tokens per sample, and
 accuracy (of a model that learned the format, not a benchmark number). The model is the one
