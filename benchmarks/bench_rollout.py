@@ -96,7 +96,9 @@ def prepare(args, tmp: str):
                                         for batch in (rng.sample(train, min(8, len(train)))
                                                       for _ in range(args.sft_steps))])
         print(f"SFT: {args.sft_steps} steps ({wall:.0f} s)")
-        model = str(learner.save_checkpoint(f"{tmp}/sft", with_optimizer=False))
+        from vo3rl.train.checkpoint import hf_dir
+
+        model = str(hf_dir(learner.save_checkpoint(f"{tmp}/sft", with_optimizer=False)))  # the servable folder
         del learner
     tokenizer = AutoTokenizer.from_pretrained(model)
     samples = list(read_samples(f"{data}/rl_train.jsonl", "seeker", data_root=data))

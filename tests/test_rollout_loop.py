@@ -100,7 +100,7 @@ def test_call_error_answer_is_one_growing_context(tokenizer, video):
     svc, engine = service(tokenizer, by_turn(CALL, REVERSED, ANSWER), tool_threads=2)
     batch = svc.generate([make_sample(video)], 1)
     (traj,) = batch.trajectories
-    assert traj.turns == 3 and not traj.exceeded
+    assert traj.turns == 3 and not traj.exceeded and traj.seconds > 0  # timed from the call's start
     assert len(traj.tool_calls) == 1 and traj.tool_calls[0].strategy == "fine"
     assert traj.turn_errors == ["segment_reversed"]
     assert len(traj.videos) == 2  # the global view and the one valid crop; the error added none

@@ -114,6 +114,7 @@ def test_benchmark_scores_both_chains_and_summarises_them(rollout, video_dir, tm
         assert parts[f"tiou_chain{chain}"] == pytest.approx(1 / 3)
         assert parts[f"viou_chain{chain}"] == pytest.approx(0.5)
     assert record["prediction"] == "a red ball" and record["chains"]["2"]["steps"] == ["what", "where", "when"]
+    assert record["seconds"] > 0 and record["views"][0]["max_tokens"] == PRESETS["open_o3"]["max_tokens"]
     # One readable row of two: the failed one scores 0 in the headline set.
     assert summary["n"] == 1 and summary["failed"] == 1
     assert summary["accuracy"] == 0.5 and summary["accuracy_readable"] == 1.0

@@ -103,7 +103,8 @@ class Trajectory:
     `assistant_texts` are the decoded assistant turns; `tool_calls` the valid calls in order;
     `turn_errors` the error kind of every turn that failed (invalid call, neither call nor answer,
     unreadable video). An `exceeded` trajectory hit a limit (`exceeded_reason`): it keeps its reward
-    for the group statistics but trains nothing.
+    for the group statistics but trains nothing. `seconds`: wall seconds from the start of the rollout
+    call that made it to its last turn (episodes of a call run concurrently; 0.0 when not timed).
     """
 
     sample_id: str
@@ -119,6 +120,7 @@ class Trajectory:
     exceeded: bool = False
     exceeded_reason: str | None = None
     logprobs: np.ndarray | None = None
+    seconds: float = 0.0
 
     def __len__(self) -> int:
         return len(self.token_ids)

@@ -9,6 +9,7 @@ stepping the others; only this thread touches the engine.
 """
 from __future__ import annotations
 
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Callable, Hashable, Protocol
@@ -38,6 +39,7 @@ class EpisodeOutcome:
 
     trajectory: Trajectory | None = None
     reason: str | None = None
+    seconds: float = 0.0  # wall seconds from the start of `run_episodes` to this episode's end
 
 
 def engine_counts(engine) -> dict[str, float]:
@@ -65,8 +67,10 @@ def run_episodes(engine: SteppingEngine, episodes: dict[Hashable, EpisodeSteps],
     outcomes: dict[Hashable, EpisodeOutcome] = {}
     pending: dict[Future, Hashable] = {}
     pool = ThreadPoolExecutor(threads, thread_name_prefix="episode") if threads else None
+    started = time.perf_counter()
 
     def finish(key: Hashable, outcome: EpisodeOutcome) -> None:
+        outcome.seconds = time.perf_counter() - started
         outcomes[key] = outcome
         if on_done is not None:
             on_done(len(outcomes))

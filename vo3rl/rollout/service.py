@@ -139,6 +139,7 @@ class RolloutService:
         for key in sorted(outcomes):
             outcome = outcomes[key]
             if outcome.trajectory is not None:
+                outcome.trajectory.seconds = outcome.seconds
                 batch.trajectories.append(outcome.trajectory)
             else:
                 failed[outcome.reason] += 1
