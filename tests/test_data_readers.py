@@ -225,6 +225,47 @@ def test_mcq_benchmark_styles(tmp_path):
     assert skips.counts == {"bad_answer": 1}
 
 
+def test_lvbench_file_one_sample_per_question(tmp_path):
+    """LVBench's video_info.meta.jsonl: a video per line, its questions inside, options as lines."""
+    lines = [{"key": "sxWc", "type": "entertainment", "qa": [
+                 {"uid": "u1", "question": "What year appears first?\n(A) 1636\n(B) 1366\n(C) 1363\n(D) 1633",
+                  "answer": "B", "question_type": ["key information retrieval", "entity recognition"],
+                  "time_reference": "00:15-00:19"},
+                 {"uid": "u2", "question": "No options here?", "answer": "A", "question_type": ["reasoning"]}]},
+             {"key": "k2", "qa": [{"uid": "u3", "question": "Who?\n(A) me\n(B) you", "answer": "(A)",
+                                   "question_type": ["entity recognition"]}]},
+             {"key": "k3"}]
+    skips = SkipLog()
+    samples = list(read_samples(write_jsonl(tmp_path / "video_info.meta.jsonl", lines), "lvbench", str(tmp_path), skips))
+    assert [(s.id, s.answer, s.video.path) for s in samples] == [
+        ("u1", "B", str(tmp_path / "sxWc.mp4")), ("u3", "A", str(tmp_path / "k2.mp4"))]
+    first = samples[0]
+    assert first.question == "What year appears first?" and first.options == ["A. 1636", "B. 1366", "C. 1363", "D. 1633"]
+    assert first.extra["question_type"] == "key information retrieval" and first.source == "lvbench"
+    assert skips.counts == {"bad_field": 1, "bad_row": 1}  # u2 has no options; k3 no qa list
+
+
+def test_longvideobench_mmvu_and_videommmu_rows(tmp_path):
+    rows = [  # LongVideoBench: candidates and the right one's index
+        {"id": "lvb1", "video_path": "86CxyhFV9MI.mp4", "question": "What is in the box?", "candidates": ["a cat", "a hat"],
+         "correct_choice": 1, "question_category": "E2O", "duration_group": 600},
+        # MMVU: choices as a dict, the video as its download URL
+        {"id": "mmvu1", "video": "https://huggingface.co/datasets/x/resolve/main/videos/Art/3.mp4?download=1",
+         "question": "Which style?", "choices": {"A": "baroque", "B": "gothic"}, "answer": "B",
+         "question_type": "multiple-choice"},
+        {"id": "mmvu2", "video": "https://h/v/4.mp4", "question": "Explain.", "answer": "because",
+         "question_type": "open-ended"},
+        # VideoMMMU: no video field, the file is named by the id
+        {"id": "Art_Theory_1", "question": "Which period?", "options": ["early", "late"], "answer": "A",
+         "question_type": "multiple-choice"}]
+    skips = SkipLog()
+    lvb, mmvu, mmmu = read_mcq(write_jsonl(tmp_path / "rows.jsonl", rows), data_root=str(tmp_path), skips=skips)
+    assert (lvb.answer, lvb.options, lvb.extra) == ("B", ["A. a cat", "B. a hat"], {"question_category": "E2O", "duration_group": 600})
+    assert mmvu.answer == "B" and mmvu.video.path == str(tmp_path / "3.mp4")
+    assert mmmu.video.path == str(tmp_path / "Art_Theory_1.mp4") and mmmu.answer == "A"
+    assert skips.counts == {"bad_field": 1}  # the open-ended MMVU row has no options
+
+
 def test_vstar_row(tmp_path):
     row = {"vid": "v42", "domain": "sports", "fps": 25, "width": 200, "height": 100, "frame_count": 500,
            "question": "What does the player hold?", "chain": "<think>..</think>", "object": "ball", "answer": "a ball",

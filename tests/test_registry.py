@@ -53,7 +53,7 @@ def test_the_projects_registries_hold_their_built_in_names():
         POLICY_LOSSES: {"grpo", "gspo"},
         ADVANTAGE_ESTIMATORS: {"grpo", "grpo_no_std"},
         TOOLS: {"video_crop"},
-        SAMPLE_FORMATS: {"seeker", "stgr", "verl", "mcq", "vstar", "samples"},
+        SAMPLE_FORMATS: {"seeker", "stgr", "verl", "mcq", "lvbench", "vstar", "samples"},
         SFT_FORMATS: {"seeker_sft", "stgr_sft", "chat"},
         STAGES: {"data", "tiny_model", "sft", "rl", "eval"},
     }

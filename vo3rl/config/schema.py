@@ -49,7 +49,7 @@ class DataConfig:
     root: str = ""
     train: str = ""
     eval: str = ""
-    format: str = "seeker"  # of `train` / `eval`: seeker, stgr, verl, mcq, vstar, samples
+    format: str = "seeker"  # of `train` / `eval`: seeker, stgr, verl, mcq, lvbench, vstar, charades_sta, samples
     synth_dir: str = "${run.output_dir}/data"
     synth: SynthConfig = field(default_factory=SynthConfig)
 

@@ -1,15 +1,23 @@
 """Evaluation sets: multiple-choice benchmark files and V-STAR.
 
-MCQ rows (MLVU / VideoMME / Video-Holmes and alike): one reader that accepts the usual spellings.
+MCQ rows (MLVU, VideoMME, Video-Holmes, LongVideoBench, VideoMMMU, MMVU, LVBench's questions): one
+reader that accepts the usual spellings.
     id:       "question_id" | "id" | "Question ID" | "uid"   (else file:line)
     video:    "video_path" | "video" | "videoID" | "video_id" | "video ID" | "video_name"; a name
-              without a suffix gets `video_ext` (".mp4")
+              without a suffix gets `video_ext` (".mp4"), a URL (MMVU) its last path part; a row
+              without any names its video by its "id" (VideoMMMU's files are "<id>.mp4")
     question: "question" | "Question"
-    options:  "options" | "candidates" | "Options" | "choices": lettered strings, plain texts, or {"A": text}
-    answer:   "answer" | "Answer" | "gt": a letter, "A. text", or the option's text
+    options:  "options" | "candidates" | "Options" | "choices": lettered strings, plain texts, or {"A": text};
+              without them, lettered lines of the question ("(A) …", LVBench), taken out of its text
+    answer:   "answer" | "Answer" | "gt": a letter, "A. text", or the option's text; or
+              "correct_choice": the option's 0-based index (LongVideoBench)
     duration: "duration" | "video_duration" in seconds, when numeric; VideoMME's category "short" |
               "medium" | "long" is kept as extra["duration"] (its accuracy is reported per category)
-    kept in extra: "task_type" | "question_type" | "Question Type" | "domain" | "sub_category"
+    kept in extra: "task_type" | "question_type" | "Question Type" | "question_category" | "domain" |
+              "sub_category" | "duration_group"
+LVBench's file (`lvbench` format) holds a video per line, {"key", "qa": [{"uid", "question", "answer",
+"question_type": [...]}]}: each question becomes one MCQ row of video "<key>.mp4", grouped by its
+first question type.
 V-STAR rows: {"vid", "domain", "fps", "width", "height", "frame_count", "question", "chain", "object",
 "answer", "temporal_question", "timestamps": [s, e], "spatial_question", "spatial_question_2",
 "bboxes": [{"<t>_<frame index>": {"xmin", "ymin", "xmax", "ymax"}}]} with pixel boxes; the video is
@@ -21,7 +29,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from vo3rl.data.mcq import answer_letter, normalise_options
+from vo3rl.data.jsonl import iter_rows
+from vo3rl.data.mcq import LETTERS, answer_letter, normalise_options, options_from_question, question_without_options
 from vo3rl.data.paths import resolve_video_path
 from vo3rl.data.rowfields import optional_number, row_id
 from vo3rl.data.sample_json import parse_interval
@@ -30,7 +39,8 @@ from vo3rl.video.types import VideoRef
 
 _ID_KEYS = ("question_id", "id", "Question ID", "uid")
 _VIDEO_KEYS = ("video_path", "video", "videoID", "video_id", "video ID", "video_name")
-_EXTRA_KEYS = ("task_type", "question_type", "Question Type", "domain", "sub_category")
+_EXTRA_KEYS = ("task_type", "question_type", "Question Type", "question_category", "domain", "sub_category",
+               "duration_group")
 
 
 def _first(row: dict, keys: tuple[str, ...]) -> Any:
@@ -41,6 +51,8 @@ def _video_name(value: Any, video_ext: str, sample_id: str) -> str:
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise SampleError(sample_id, f"bad_field: no video reference (one of {_VIDEO_KEYS})")
     name = str(value)
+    if "://" in name:  # a download URL: the file is under its own name
+        name = name.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
     return name if os.path.splitext(name)[1] else name + video_ext
 
 
@@ -55,13 +67,21 @@ def mcq_row_to_sample(
     if not isinstance(question, str):
         raise SampleError(sample_id, "bad_field: question must be a string")
     raw_options = _first(row, ("options", "candidates", "Options", "choices"))
+    if not raw_options and options_from_question(question):
+        raw_options, question = options_from_question(question), question_without_options(question)
     if not raw_options:
         raise SampleError(sample_id, "bad_field: no options")
     options = normalise_options(raw_options, sample_id)
-    answer = answer_letter(_first(row, ("answer", "Answer", "gt")), options, sample_id)
+    answer = _first(row, ("answer", "Answer", "gt"))
+    index = row.get("correct_choice")
+    if answer is None and isinstance(index, int) and not isinstance(index, bool) and 0 <= index < len(options):
+        answer = LETTERS[index]
+    answer = answer_letter(answer, options, sample_id)
     duration = _first(row, ("duration", "video_duration"))
     duration = optional_number(duration, "duration", sample_id) if isinstance(duration, (int, float)) else None
-    path = resolve_video_path(_video_name(_first(row, _VIDEO_KEYS), video_ext, sample_id), data_root, sample_id)
+    video = _first(row, _VIDEO_KEYS)
+    video = row.get("id") if video is None else video
+    path = resolve_video_path(_video_name(video, video_ext, sample_id), data_root, sample_id)
     return Sample(
         id=sample_id,
         question=question,
@@ -73,6 +93,27 @@ def mcq_row_to_sample(
         source=source,
         extra={k: row[k] for k in _EXTRA_KEYS if k in row} | _duration_category(row),
     )
+
+
+def read_lvbench(path: str, skips, data_root: str | None = None, video_ext: str = ".mp4"):
+    """LVBench's `video_info.meta.jsonl`: one MCQ sample per question of every video line; a bad
+    question is skipped and counted (id "<line>:qa<i>" when it has no uid), its neighbours read."""
+    for rid, row in iter_rows(path, skips):
+        questions = row.get("qa") if isinstance(row, dict) else None
+        if not isinstance(questions, list):
+            skips.add(rid, "bad_row", "an LVBench line needs a 'qa' list")
+            continue
+        for index, qa in enumerate(questions):
+            qid = f"{rid}:qa{index}"
+            try:
+                if not isinstance(qa, dict):
+                    raise SampleError(qid, f"bad_row: a question must be an object, got {type(qa).__name__}")
+                types = qa.get("question_type")
+                first_type = types[0] if isinstance(types, list) and types else types
+                yield mcq_row_to_sample({**qa, "video": row.get("key"), "question_type": first_type}, qid,
+                                        data_root, source="lvbench", video_ext=video_ext)
+            except SampleError as err:
+                skips.add_error(err, fallback_id=qid)
 
 
 def _duration_category(row: dict) -> dict:

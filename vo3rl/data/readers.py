@@ -1,6 +1,6 @@
 """Dataset readers: every published format in, `Sample`s (or `SFTExample`s) out.
 
-    read_samples(path, fmt, data_root=None, skips=None)  fmt: seeker | stgr | verl | mcq | vstar | charades_sta | samples
+    read_samples(path, fmt, data_root=None, skips=None)  fmt: seeker | stgr | verl | mcq | lvbench | vstar | charades_sta | samples
     read_sft(path, fmt, data_root=None, skips=None)      fmt: seeker_sft | stgr_sft | chat
 
 Files are JSONL, a .json list, or .parquet (by suffix). `data_root` resolves relative video paths
@@ -18,7 +18,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, Callable, Iterator
 
-from vo3rl.data.bench import mcq_row_to_sample, vstar_row_to_sample
+from vo3rl.data.bench import mcq_row_to_sample, read_lvbench, vstar_row_to_sample
 from vo3rl.data.charades import read_charades
 from vo3rl.data.chat import SFTExample, read_examples
 from vo3rl.data.jsonl import convert_rows
@@ -58,6 +58,7 @@ SAMPLE_FORMATS.add("seeker", _row_reader(seeker_row_to_sample))
 SAMPLE_FORMATS.add("stgr", _row_reader(stgr_row_to_sample))
 SAMPLE_FORMATS.add("verl", _row_reader(verl_row_to_sample))
 SAMPLE_FORMATS.add("mcq", _row_reader(mcq_row_to_sample))
+SAMPLE_FORMATS.add("lvbench", read_lvbench)  # a video per line, its questions inside
 SAMPLE_FORMATS.add("vstar", _row_reader(vstar_row_to_sample))
 SAMPLE_FORMATS.add("charades_sta", read_charades)  # text lines, not JSON rows
 SAMPLE_FORMATS.add("samples", _row_reader(_project_sample))

@@ -20,7 +20,7 @@ from vo3rl.evaluation.metrics import accuracy_by_group, grounding_recall, m_avg,
 from vo3rl.evaluation.vstar import vstar, vstar_records
 from vo3rl.registry import Registry
 
-TASK_GROUP_KEYS = ("task_type", "question_type", "Question Type")
+TASK_GROUP_KEYS = ("task_type", "question_type", "Question Type", "question_category")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def charades_sta(records: list[dict], failed: int) -> dict:
 
 
 for _name, _format, _summary in (
-    ("mlvu", "mcq", mlvu), ("videomme", "mcq", videomme), ("lvbench", "mcq", multiple_choice),
+    ("mlvu", "mcq", mlvu), ("videomme", "mcq", videomme), ("lvbench", "lvbench", multiple_choice),
     ("longvideobench", "mcq", multiple_choice), ("video_holmes", "mcq", multiple_choice),
     ("videommmu", "mcq", multiple_choice), ("mmvu", "mcq", multiple_choice),
     ("charades_sta", "charades_sta", charades_sta),

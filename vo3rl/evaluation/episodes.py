@@ -11,7 +11,8 @@ from vo3rl.agent.parse import final_answer
 from vo3rl.rl.step_metrics import rollout_metrics
 
 
-GROUP_KEYS = ("task_type", "question_type", "Question Type", "duration", "domain", "sub_category")
+GROUP_KEYS = ("task_type", "question_type", "Question Type", "question_category", "duration", "duration_group",
+              "domain", "sub_category")
 
 
 def episode_record(sample, trajectory, result) -> dict:
