@@ -31,7 +31,8 @@ class FakeRollout:
         self.calls.append([s.id for s in samples])
         self.last_skipped = {s.id: "unreadable" for s in samples if s.id in self.unreadable}
         return [Trajectory(sample_id=s.id, token_ids=np.arange(3, dtype=np.int32), roles=np.array([0, 1, 1], dtype=np.uint8),
-                           assistant_texts=[f"<answer>{'A' if int(s.id[1:]) % 2 == 0 else 'B'}</answer>"])
+                           assistant_texts=[f"<answer>{'A' if int(s.id[1:]) % 2 == 0 else 'B'}</answer>"],
+                           seconds=0.5 * (int(s.id[1:]) + 1))
                 for s in samples if s.id not in self.unreadable]
 
 
@@ -49,6 +50,9 @@ def test_rows_are_kept_per_chunk_and_failed_samples_counted(tmp_path):
     assert summary["n"] == 4 and summary["failed"] == 1
     assert summary["accuracy"] == pytest.approx(3 / 5) and summary["accuracy_readable"] == pytest.approx(3 / 4)
     assert summary["task/even"] == 1.0 and summary["task/odd"] == 0.0 and summary["M-Avg"] == 0.5
+    # What the episodes cost, per scored sample (s0, s1, s2, s4: 0.5, 1.0, 1.5, 2.5 s)
+    assert summary["agent/turns"] == 1.0 and summary["agent/tool_calls"] == 0.0
+    assert summary["agent/seconds"] == pytest.approx(1.375) and summary["agent/vision_tokens"] == 0.0
     rows, bad = read_finished(tmp_path / "episodes.jsonl")
     assert bad == 0 and [r["sample"] for r in rows] == ["s0", "s1", "s2", "s3", "s4"]
     assert rows[3] == {"sample": "s3", "failed": "unreadable"} and rows[0]["prediction"] == "A"
@@ -89,3 +93,11 @@ def test_pending_is_what_an_earlier_run_left(tmp_path):
     assert pending(tmp_path, samples) == [samples[2]]  # a failed sample is finished, not retried
     summary, _ = run_benchmark(None, None, samples[:2], MLVU, tmp_path, IDENTITY)  # nothing left: no rollout needed
     assert (summary["n"], summary["failed"]) == (1, 1)
+
+
+def test_results_table_shows_fractions_x100_counts_and_costs_as_they_are():
+    from vo3rl.evaluation.results import results_markdown
+
+    page = results_markdown("mlvu", "/m", {"accuracy": 0.5, "n": 4, "agent/turns": 2.25, "agent/seconds": 0.75})
+    assert "| accuracy | 50.0 |" in page and "| n | 4 |" in page
+    assert "| agent/turns | 2.25 |" in page and "| agent/seconds | 0.75 |" in page

@@ -112,4 +112,21 @@ def run_benchmark(rollout, rewards, samples: list, bench: Benchmark, folder: Pat
     wanted = {sample.id for sample in samples}
     rows = [record for record in earlier if record["sample"] in wanted]
     scored = [record for record in rows if "failed" not in record]
-    return bench.summarise(scored, len(rows) - len(scored)), scored
+    return {**bench.summarise(scored, len(rows) - len(scored)), **agentic_stats(scored)}, scored
+
+
+AGENTIC_FIELDS = ("tool_calls", "vision_tokens", "seconds")
+
+
+def agentic_stats(records: list[dict]) -> dict:
+    """Means per scored sample of what the episodes cost: `agent/turns` (assistant turns),
+    `agent/tool_calls`, `agent/vision_tokens` and `agent/seconds` (wall, from its rollout call's start);
+    a field missing from every record (rows of an older run) is left out."""
+    if not records:
+        return {}
+    out = {"agent/turns": sum(len(r.get("turns") or []) for r in records) / len(records)}
+    for name in AGENTIC_FIELDS:
+        values = [float(r[name]) for r in records if isinstance(r.get(name), (int, float))]
+        if values:
+            out[f"agent/{name}"] = sum(values) / len(values)
+    return out

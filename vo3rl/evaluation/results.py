@@ -13,6 +13,8 @@ COUNT_KEYS = ("n", "failed", "skipped_rows", "tts/n")
 def _shown(key: str, value) -> str:
     if key in COUNT_KEYS:
         return str(int(value))
+    if key.startswith("agent/"):  # per-sample means of counts and seconds, not fractions
+        return f"{float(value):.2f}"
     if isinstance(value, float) and math.isinf(value):
         return "inf"
     return f"{100 * float(value):.1f}"
