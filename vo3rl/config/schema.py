@@ -83,7 +83,7 @@ class RayConfig:
     """`address` None starts a local Ray instance in the process; "auto" or "ray://…" joins a cluster.
     `log_to_driver`: the workers' logs (rollout engines, learner ranks, reward workers) are printed by
     the driver too; false keeps them in Ray's session logs only. `placement_timeout_s`: how long the
-    learner ranks wait for the cluster to place them (seconds; an autoscaler may need minutes) before
+    learner ranks and the rollout workers each wait for the cluster to place them (seconds; an autoscaler may need minutes) before
     the run stops with what it asked for and what the cluster has."""
 
     address: Optional[str] = None
