@@ -38,7 +38,7 @@ class FakeRollout:
                 out.append(t)
         return out
 
-    def update_weights(self, weights):
+    def update_weights(self, weights, version=None):
         self.weights.append(weights)
 
 

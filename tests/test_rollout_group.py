@@ -25,13 +25,14 @@ class StandInWorker:
     """RolloutWorker's interface. Each trajectory's single token is the weight version it was made
     with; a sample named "bad" is skipped; a sample named "fatal" kills the worker's process."""
 
-    def __init__(self, model_path, cfg, presets, templates, cache_mb, log_level, grammar=None):
-        self.version = 0
+    def __init__(self, model_path, cfg, presets, templates, cache_mb, log_level, grammar=None, weight_version=0,
+                 concurrent_updates=False):
+        self.version = weight_version
 
     def ready(self):
         return {"pid": os.getpid()}
 
-    def update_weights(self, state_dict):
+    def update_weights(self, state_dict, version=None):
         self.version = state_dict["version"]
         return self.version
 

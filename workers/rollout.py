@@ -13,6 +13,7 @@ share of the batch generated again, at most `max_restarts` times per call.
 from __future__ import annotations
 
 import os
+import threading
 from collections import Counter
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -43,7 +44,8 @@ class RolloutWorker:
     """One vLLM engine and the episode driver around it. Arguments are plain dicts (recipe sections)."""
 
     def __init__(self, model_path: str, cfg: dict, presets: dict | None = None, templates: dict | None = None,
-                 cache_mb: int = 512, log_level: str = "INFO", grammar: dict | None = None):
+                 cache_mb: int = 512, log_level: str = "INFO", grammar: dict | None = None, weight_version: int = 0,
+                 concurrent_updates: bool = False):
         from vo3rl.config.prompts import PromptTemplates
         from vo3rl.log import setup_logging
         from vo3rl.rollout.service import RolloutService
@@ -54,7 +56,10 @@ class RolloutWorker:
         config = RolloutConfig(**cfg)
         tokenizer = _load_tokenizer(model_path)
         self.model_path = model_path
-        self.engine = VLLMEngine(model_path, config, tokenizer)
+        # With concurrent updates (asynchronous RL: the actor runs two calls at once) a weight update
+        # interrupts a running `generate`; one generate, tts or score call runs at a time all the same.
+        self.engine = VLLMEngine(model_path, config, tokenizer, weight_version, stream_outputs=concurrent_updates)
+        self._calls = threading.Lock()
         self.service = RolloutService(self.engine, tokenizer, config, presets,
                                       PromptTemplates(**(templates or {})), DecodeCache(max_bytes=cache_mb << 20),
                                       grammar)
@@ -68,20 +73,23 @@ class RolloutWorker:
 
     def generate(self, samples: list, n_per_sample: int, mode: str = "train", group_offset: int = 0):
         """A `RolloutBatch`: trajectories (with rollout log-probs), skipped samples, failures, stats."""
-        return self.service.generate(samples, n_per_sample, mode, group_offset)
+        with self._calls:
+            return self.service.generate(samples, n_per_sample, mode, group_offset)
 
     def tts(self, samples: list, n: int, vote: str = "confidence", group_offset: int = 0):
         """A `TTSBatch`: per sample N sampled answers, their ratings and weights, the voted answer."""
-        return self.service.tts(samples, n, vote, group_offset)
+        with self._calls:
+            return self.service.tts(samples, n, vote, group_offset)
 
     def score(self, trajectories: list) -> list:
         """vLLM's log-prob of every token of each trajectory (for rollout/learner agreement checks)."""
-        return self.service.score(trajectories)
+        with self._calls:
+            return self.service.score(trajectories)
 
-    def update_weights(self, state_dict: dict) -> int:
-        """Load new weights in place (an object ref passed as the argument arrives resolved); returns
-        the engine's weight version."""
-        self.engine.update_weights(state_dict)
+    def update_weights(self, state_dict: dict, version: int | None = None) -> int:
+        """Load new weights in place (an object ref passed as the argument arrives resolved), as
+        `version`; returns the engine's weight version."""
+        self.engine.update_weights(state_dict, version)
         return self.engine.weight_version
 
 
@@ -117,12 +125,14 @@ def _plain(section) -> dict:
 class RolloutGroup:
     """`n_workers` rollout actors serving the policy at `model_path`. Settings come from `recipe`
     (`rollout`, `video.presets`, `video.cache_mb`, `prompts`, `run.log_level`) unless given directly.
-    `worker_class` replaces the actor class (tests use a light stand-in)."""
+    `worker_class` replaces the actor class (tests use a light stand-in). `weight_version`: the
+    version of the weights at `model_path` (a resumed run's step); `concurrent_updates`: a weight
+    update may come while `generate` runs (asynchronous RL) and interrupts its turns."""
 
     def __init__(self, model_path: str, recipe=None, n_workers: int = 1, cfg: RolloutConfig | None = None,
                  presets: dict | None = None, templates: dict | None = None, cache_mb: int | None = None,
                  log_level: str | None = None, max_restarts: int = 2, worker_class=None,
-                 placement_timeout_s: float | None = None):
+                 placement_timeout_s: float | None = None, weight_version: int = 0, concurrent_updates: bool = False):
         video = getattr(recipe, "video", None)
         self.cfg = cfg or rollout_config(getattr(recipe, "rollout", None))
         self.cfg.validate()
@@ -142,6 +152,8 @@ class RolloutGroup:
         self.restarts = 0
         self.last_stats: list[dict] = []
         self._weights = None  # object ref of the newest weights, given to a restarted worker
+        self.weight_version = weight_version
+        self.concurrent_updates = concurrent_updates
         timeout_s = placement_timeout_s or getattr(getattr(recipe, "ray", None), "placement_timeout_s", 600.0)
         bundle = {key: amount for key, amount in (("CPU", self.cfg.worker_cpus), ("GPU", self.cfg.worker_gpus)) if amount}
         # Reserved first, so that a cluster without room says so instead of leaving the engines pending.
@@ -154,9 +166,11 @@ class RolloutGroup:
         options = {"num_cpus": self.cfg.worker_cpus, "num_gpus": self.cfg.worker_gpus}
         if self.placement is not None:
             options["scheduling_strategy"] = in_bundle(self.placement, index)
+        if self.concurrent_updates:
+            options["max_concurrency"] = 2  # a generate and an update_weights at once
         return self.worker_class.options(**options).remote(
             self.model_path, asdict(self.cfg), self.presets, self.templates, self.cache_mb, self.log_level,
-            self.grammar)
+            self.grammar, self.weight_version, self.concurrent_updates)
 
     def _restart(self, index: int) -> None:
         self.restarts += 1
@@ -168,7 +182,7 @@ class RolloutGroup:
         worker = self._start(index)
         ray.get(worker.ready.remote())
         if self._weights is not None:
-            ray.get(worker.update_weights.remote(self._weights))
+            ray.get(worker.update_weights.remote(self._weights, self.weight_version))
         self.workers[index] = worker
 
     def _fan_out(self, method: str, samples: list, *args) -> list:
@@ -212,10 +226,12 @@ class RolloutGroup:
         in sample order, spread over the workers like `generate`."""
         return [r for batch in self._fan_out("tts", samples, n, vote) for r in batch.results]
 
-    def update_weights(self, state_dict: dict) -> None:
-        """Send the learner's weights (one object in the store, read by every worker) in place."""
+    def update_weights(self, state_dict: dict, version: int | None = None) -> None:
+        """Send the learner's weights (one object in the store, read by every worker) in place, as
+        `version` (default: one more than the last)."""
+        self.weight_version = self.weight_version + 1 if version is None else int(version)
         self._weights = ray.put(state_dict)
-        ray.get([w.update_weights.remote(self._weights) for w in self.workers])
+        ray.get([w.update_weights.remote(self._weights, self.weight_version) for w in self.workers])
 
     def ready(self, timeout_s: float = 60.0) -> list[dict]:
         """Every worker's health answer; raises GetTimeoutError when one does not answer in time."""

@@ -60,7 +60,7 @@ def chain_episode(sample: Sample, follow_ups: list[str], tokenizer, cfg: LoopCon
             return builder.build(exceeded=True, exceeded_reason="context")
         so_far = builder.build()
         out = yield TurnRequest(so_far.token_ids.tolist(), [clip], so_far.videos, min(cfg.max_new_tokens, room), (), turn)
-        builder.add_assistant(out.token_ids, out.logprobs)
+        builder.add_assistant(out.token_ids, out.logprobs, versions=out.versions)
         if turn < len(follow_ups):
             builder.add_observation(follow_ups[turn])
     return builder.build()

@@ -30,11 +30,14 @@ STOP_STRINGS = ("</grounding>",)
 @dataclass
 class TurnOutput:
     """One generated turn: ids as generated (ending with the end-of-turn token if the engine stopped
-    there), its text, and per-token log-probs (None when the engine does not give them)."""
+    there), its text, and per-token log-probs (None when the engine does not give them). `versions`:
+    the (first, last) weight versions that sampled its tokens (they differ when a weight update
+    interrupted the turn and it was resumed; None when the engine does not count versions)."""
 
     token_ids: list[int]
     text: str
     logprobs: list[float] | None = None
+    versions: tuple[int, int] | None = None
 
 
 @dataclass
@@ -111,7 +114,7 @@ def episode(sample: Sample, tokenizer, cfg: LoopConfig, templates: PromptTemplat
         so_far = builder.build()
         out = yield TurnRequest(so_far.token_ids.tolist(), list(clips), so_far.videos,
                                 min(cfg.max_new_tokens, room), stop, turn)
-        step = builder.add_assistant(out.token_ids, out.logprobs)
+        step = builder.add_assistant(out.token_ids, out.logprobs, versions=out.versions)
         if step.kind == TurnKind.ANSWER or single_turn:
             break
         if turn == max_turns - 1:

@@ -29,7 +29,7 @@ from vo3rl.agent.prompts import (
     render_question,
     system_prompt,
 )
-from vo3rl.agent.tools import Observation
+from vo3rl.agent.tools import Observation, error_observation, run_tool_call
 from vo3rl.agent.trajectory import Role, TagTokens, Trajectory, VideoSpan, tag_token_spans
 from vo3rl.data.schema import Sample
 from vo3rl.video.types import Clip
@@ -101,6 +101,7 @@ class TrajectoryBuilder:
         self._texts: list[str] = []
         self._calls = []
         self._errors: list[str] = []
+        self._versions: list[tuple[int, int]] = []
         self._user_turns = 0
 
     # -- low-level appends ------------------------------------------------------------------
@@ -142,10 +143,15 @@ class TrajectoryBuilder:
         self._user(clip, text, Role.PROMPT)
 
     def add_assistant(self, content: str | list[int], logprobs: list[float] | None = None,
-                      close: bool | None = None) -> TurnStep:
+                      close: bool | None = None, versions: tuple[int, int] | None = None,
+                      trained: bool = True) -> TurnStep:
         """One assistant turn: text (SFT; closed with `<|im_end|>` unless close=False) or generated ids
-        as the engine returned them, with their log-probs. Returns what the turn asked for; a tool
-        call is validated against the sample's duration and recorded."""
+        as the engine returned them, with their log-probs and the (first, last) weight versions that
+        sampled them. Returns what the turn asked for; a tool call is validated against the sample's
+        duration and recorded. `trained=False` (SFT's flagged turns) gives its tokens the role
+        ASSISTANT_UNTRAINED: in the context, out of the loss; tags, texts and calls are kept as usual."""
+        if versions is not None:
+            self._versions.append((int(versions[0]), int(versions[1])))
         if isinstance(content, str):
             ids = self._encode(content) + ([self.im_end] if close is not False else [])
         else:
@@ -155,7 +161,8 @@ class TrajectoryBuilder:
                 raise ValueError(f"{len(logprobs)} log-probs for {len(ids)} generated tokens")
             self._has_logprobs = True
         offset = len(self._ids)
-        self._extend(ids, Role.ASSISTANT, None if logprobs is None else [float(x) for x in logprobs])
+        role = Role.ASSISTANT if trained else Role.ASSISTANT_UNTRAINED
+        self._extend(ids, role, None if logprobs is None else [float(x) for x in logprobs])
         pieces = self._token_bytes(ids)
         turn = len(self._texts)
         self._tags.extend(tag_token_spans(pieces, turn, offset))
@@ -217,20 +224,39 @@ class TrajectoryBuilder:
             exceeded=exceeded,
             exceeded_reason=exceeded_reason,
             logprobs=np.asarray(self._logprobs, dtype=np.float32) if self._has_logprobs else None,
+            turn_versions=list(self._versions) if len(self._versions) == len(self._texts) else [],
         )
+
+
+def videoless_observation(step: TurnStep | None, sample: Sample, templates: PromptTemplates) -> Observation | None:
+    """What the rollout (vo3rl.agent.loop) shows after an assistant turn that adds no video: for a
+    refused tool call the tool's error (through the rollout's own `run_tool_call`, which never reads
+    the video for a refused call), for a turn with neither call nor answer the no-action error; None
+    after anything else (a valid call shows its crop, an answer ends the episode)."""
+    if step is None:
+        return None
+    if step.kind == TurnKind.TOOL_CALL and step.tool is not None and not step.tool.ok:
+        return run_tool_call(step.tool, sample.video, sample.duration_s, templates)
+    if step.kind == TurnKind.NEITHER:
+        return error_observation(NO_ACTION, templates)
+    return None
 
 
 def from_sft_example(example, tokenizer, clip_for: Callable, templates: PromptTemplates | None = None,
                      token_bytes: TokenBytes | None = None) -> Trajectory:
     """The Trajectory of a `vo3rl.data.chat.SFTExample`. `clip_for(video_use)` returns the Clip of a
     turn's VideoUse (the caller samples it, with its cache). A user turn whose text is None is
-    rendered from the templates (question for the first, sampling line for the others)."""
+    rendered from the templates: the question for the first, the sampling line for one with a
+    video, and for one without a video (video_o3) the error the rollout shows after the previous
+    assistant turn (`videoless_observation`; after any other turn it is a bad example). An
+    assistant turn with `trained=False` is in the context but out of the loss."""
     builder = TrajectoryBuilder(tokenizer, example.sample, templates, example.protocol, token_bytes=token_bytes)
     if not example.turns or example.turns[0].role != "user":
         raise ValueError(f"example {example.sample.id!r}: the first turn must be a user turn")
+    step = None
     for index, turn in enumerate(example.turns):
         if turn.role == "assistant":
-            builder.add_assistant(turn.text)
+            step = builder.add_assistant(turn.text, trained=turn.trained)
             continue
         clip = clip_for(turn.video) if turn.video is not None else None
         if index == 0:
@@ -239,6 +265,11 @@ def from_sft_example(example, tokenizer, clip_for: Callable, templates: PromptTe
             builder.add_observation(Observation(text=turn.text, clip=clip))
         elif clip is not None:
             builder.add_observation(clip)
+        elif example.protocol == "video_o3" and (
+                error := videoless_observation(step, example.sample, builder.templates)) is not None:
+            builder.add_observation(error)
         else:
-            raise ValueError(f"example {example.sample.id!r}: user turn {index} has neither text nor video")
+            raise ValueError(f"example {example.sample.id!r}: user turn {index} has neither text nor video,"
+                             " and the turn before it is not one the tool answers with an error")
+        step = None  # one observation per assistant turn
     return builder.build()

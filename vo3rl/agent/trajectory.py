@@ -21,11 +21,15 @@ TAGS = ("think", "grounding", "answer", "obj", "box", "t")
 
 
 class Role(IntEnum):
-    """Who produced a token. Only ASSISTANT tokens are trained."""
+    """Who produced a token. Only ASSISTANT tokens are trained. ASSISTANT_UNTRAINED is assistant text
+    kept in the context without loss: an SFT turn flagged `trained=False` (a recovery chat's refused
+    tool call). Rollouts never make it, so RL code that counts ASSISTANT tokens counts every
+    generated token."""
 
     PROMPT = 0
     ASSISTANT = 1
     OBSERVATION = 2
+    ASSISTANT_UNTRAINED = 3
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,9 @@ class Trajectory:
     unreadable video). An `exceeded` trajectory hit a limit (`exceeded_reason`): it keeps its reward
     for the group statistics but trains nothing. `seconds`: wall seconds from the start of the rollout
     call that made it to its last turn (episodes of a call run concurrently; 0.0 when not timed).
+    `turn_versions`: per assistant turn, the (first, last) weight versions of the rollout engine that
+    sampled its tokens (empty when the engine did not report them, e.g. SFT chats); asynchronous RL
+    measures staleness from them.
     """
 
     sample_id: str
@@ -121,6 +128,7 @@ class Trajectory:
     exceeded_reason: str | None = None
     logprobs: np.ndarray | None = None
     seconds: float = 0.0
+    turn_versions: list[tuple[int, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.token_ids)
@@ -128,6 +136,11 @@ class Trajectory:
     @property
     def turns(self) -> int:
         return len(self.assistant_texts)
+
+    @property
+    def oldest_version(self) -> int | None:
+        """The oldest weight version that sampled any of its tokens (None when not recorded)."""
+        return min(first for first, _ in self.turn_versions) if self.turn_versions else None
 
     @property
     def n_errors(self) -> int:
@@ -138,7 +151,7 @@ class Trajectory:
         return sum(v.n_vision_tokens for v in self.videos)
 
     def loss_mask(self) -> np.ndarray:
-        """bool [N]: assistant tokens, all False when exceeded."""
+        """bool [N]: assistant tokens (not ASSISTANT_UNTRAINED ones), all False when exceeded."""
         if self.exceeded:
             return np.zeros(len(self.token_ids), dtype=bool)
         return self.roles == Role.ASSISTANT

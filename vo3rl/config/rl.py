@@ -11,6 +11,8 @@ from vo3rl.config.rules import Rule, raise_first_broken
 AGGREGATIONS = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
 KL_ESTIMATORS = ("k1", "k3", "low_var_kl")
 OLD_LOGPROBS = ("learner", "rollout", "on_policy")
+MODES = ("sync", "one_step_off", "async")
+IS_CORRECTIONS = ("none", "token", "sequence")
 
 
 @dataclass
@@ -23,6 +25,14 @@ class LossConfig:
     estimate's inner log-ratio are clamped to [-c, c] before exp; `kl_clamp` (nats): the k3 per-token
     estimate is clamped to [-c, c]; `dual_clip` (a ratio, > 1; 0 or null: off): for tokens with A < 0
     the clipped objective is further bounded by -A * dual_clip.
+
+    Off-policy correction for asynchronous rollout (verl's rollout correction, AReaL's decoupled PPO):
+    the tokens were sampled by the rollout engine's weights (the behaviour policy, possibly versions
+    old) while the PPO ratio is taken against the proximal policy (`rl.old_logprobs`: learner or
+    on_policy). `is_correction` "token" multiplies each trained token's loss by the detached weight
+    min(pi_prox / pi_behav, is_cap), "sequence" by min(prod over the sequence's trained tokens of
+    pi_prox / pi_behav, is_cap), the same for all its tokens; "none" (default) leaves the loss as it is.
+    `is_cap` is a ratio (> 0; typically 2 to 10): the truncation that bounds the weights' variance.
     """
 
     name: str = "grpo"
@@ -34,6 +44,8 @@ class LossConfig:
     log_ratio_clamp: float = 20.0
     kl_clamp: float = 10.0
     dual_clip: float | None = 3.0
+    is_correction: str = "none"
+    is_cap: float = 2.0
 
     def rules(self) -> list[Rule]:
         """This section's rules, keys relative to `rl.loss` (RLConfig.validate prefixes them)."""
@@ -47,6 +59,9 @@ class LossConfig:
             (self.log_ratio_clamp > 0, "log_ratio_clamp", self.log_ratio_clamp, "> 0 (nats)"),
             (self.kl_clamp > 0, "kl_clamp", self.kl_clamp, "> 0 (nats)"),
             (not self.dual_clip or self.dual_clip > 1, "dual_clip", self.dual_clip, "> 1 (or 0 / null: off)"),
+            (self.is_correction in IS_CORRECTIONS, "is_correction", self.is_correction,
+             f"one of {', '.join(IS_CORRECTIONS)}"),
+            (self.is_cap > 0, "is_cap", self.is_cap, "> 0 (a ratio, typically 2 to 10)"),
         ]
 
 
@@ -61,6 +76,10 @@ class RLConfig:
     (ratio exactly 1 on the first update), taken from the "rollout" engine, or "on_policy": the update's
     own forward, detached (only with `updates_per_batch: 1`; the same gradient as "learner" without
     its extra forward pass).
+    `mode` (`vo3rl.rl.overlap`): "sync" runs rollout, update and sync one after another (exact, the
+    default); "one_step_off" collects step n+1's batch while the learner trains on step n's (every
+    trajectory one weight version old); "async" generates continuously into a queue of `queue_size`
+    rounds, trains on groups at most `max_staleness` versions old and syncs weights mid-decoding.
     Placement: `rollout_workers` vLLM actors (their CPUs and GPUs: `rollout.worker_cpus`,
     `rollout.worker_gpus`), `reward_workers` CPU actors, and `learner.ranks` FSDP2 ranks with
     `learner_gpus` GPUs each.
@@ -90,6 +109,9 @@ class RLConfig:
     reward_workers: int = 1
     judge_concurrency: int = 4
     learner_gpus: float = 0.0
+    mode: str = "sync"
+    max_staleness: int = 1
+    queue_size: int = 2
 
     def validate(self) -> None:
         """Raise ValueError naming the first key whose value makes no sense, with the value and the rule."""
@@ -117,5 +139,11 @@ class RLConfig:
             (self.reward_workers >= 1, "reward_workers", self.reward_workers, ">= 1"),
             (self.judge_concurrency >= 1, "judge_concurrency", self.judge_concurrency, ">= 1"),
             (self.learner_gpus >= 0, "learner_gpus", self.learner_gpus, ">= 0"),
+            (self.mode in MODES, "mode", self.mode, f"one of {', '.join(MODES)}"),
+            (self.max_staleness >= 0, "max_staleness", self.max_staleness, ">= 0 (weight versions)"),
+            (self.queue_size >= 1, "queue_size", self.queue_size, ">= 1 (rollout rounds)"),
+            (self.loss.is_correction == "none" or self.old_logprobs != "rollout", "loss.is_correction",
+             self.loss.is_correction, "none with old_logprobs: rollout (the ratio is already taken against the "
+             "rollout's log-probs; correct against a learner or on_policy proximal policy)"),
         ]
         raise_first_broken("rl", checks)

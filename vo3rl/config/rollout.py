@@ -33,6 +33,11 @@ class RolloutConfig:
     `native_context` False re-encodes every turn's whole context (no prefix cache, videos processed
     again): the decoupled way, for the benchmark only.
 
+    `interrupted_turns`: what happens to a turn that a weight update interrupts mid-decoding
+    (asynchronous RL only; otherwise updates come between rollouts): "resume" keeps the tokens
+    sampled so far, with the log-probs and version of the weights that sampled them, and decodes the
+    rest under the new weights; "discard" drops them and samples the whole turn again.
+
     Placement: each rollout worker (Ray actor) reserves `worker_cpus` CPUs and `worker_gpus` GPUs
     (give it `tensor_parallel_size` GPUs on a cluster).
     """
@@ -68,6 +73,7 @@ class RolloutConfig:
     reserve_tokens: int = 2000
     tool_threads: int = 2
     native_context: bool = True
+    interrupted_turns: str = "resume"
 
     worker_cpus: float = 1.0
     worker_gpus: float = 0.0
@@ -83,6 +89,7 @@ class RolloutConfig:
             (self.temperature >= 0 and 0 < self.top_p <= 1 and self.top_k >= 0, "temperature >= 0, 0 < top_p <= 1, top_k >= 0"),
             (self.tensor_parallel_size >= 1 and self.max_num_seqs >= 1, "tensor_parallel_size, max_num_seqs >= 1"),
             (self.tool_threads >= 0, "tool_threads must be >= 0"),
+            (self.interrupted_turns in ("resume", "discard"), "interrupted_turns must be resume or discard"),
             (self.torch_threads is None or self.torch_threads >= 1, "torch_threads must be >= 1"),
             (self.worker_cpus >= 0 and self.worker_gpus >= 0, "worker_cpus and worker_gpus must be >= 0"),
             (set(self.profile_video) <= {"num_frames", "width", "height"},

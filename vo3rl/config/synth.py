@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from vo3rl.config.names import CROP_STRATEGIES, DATA_TYPES, PROTOCOLS
 
 CLUE_DATA_TYPES: tuple[str, ...] = tuple(t for t in DATA_TYPES if t != "temporal_grounding")
-QUESTION_STYLES = ("time", "scene")
+QUESTION_STYLES = ("time", "scene", "look")
 EVENT_SHAPES = ("box", "disc")
 SFT_PROTOCOLS = PROTOCOLS
 OPTION_ORDERS = ("shuffled", "palette")
@@ -32,13 +32,20 @@ class SynthConfig:
     bright colour fills of a screen region (a half, or the whole screen; `event_size` shrinks the
     fill about the region's centre, `event_shape` makes it a box or a disc). A question asks which
     colour filled a region during one scene (single clue) or during several (multi clue); the
-    question names the scene by its time span ("time" style) or its background ("scene" style).
+    question names the scene by its time span ("time" style), its background ("scene" style) or its
+    look ("look" style: every scene shows its own whole-frame pattern, vo3rl/data/synth_looks.py, so
+    the question names what the global view shows and the model must find the scene's time itself).
 
     Evidence needing the tool lasts `brief_event_s` and is placed on frames the global view does not
     sample but a crop of its scene does; evidence for no-tool questions lasts `long_event_s` and is
     on at least one global-view frame. Both are checked with the project's own sampler arithmetic,
     so `global_fps` / `global_max_frames` must match the global view the recipe uses, and
-    `crop_strategy` the crop its trajectories call.
+    `crop_strategy` the crop its trajectories call. In "look" style a long event also leaves at least
+    one global-view frame of its scene uncovered, so the scene's look stays findable.
+
+    `recovery_fraction` of the Video-o3 chats of tool questions (each drawn on its own, from the seed
+    and the sample id) open with a call the crop tool refuses, flagged not trained, then the tool's
+    error and the corrected call (vo3rl/data/synth_text.py); 0 leaves every chat as it was.
     """
 
     seed: int = 0
@@ -71,6 +78,7 @@ class SynthConfig:
     sft_protocols: list[str] = field(default_factory=lambda: list(SFT_PROTOCOLS))
     crf: int = 18  # x264 quality; flat colours survive compression at any sane value
     paper_formats: bool = False  # also write the set in the papers' formats (vo3rl.sft.paper_files)
+    recovery_fraction: float = 0.0  # share of tool chats with a refused call first, in [0, 1]
 
     def validate(self) -> None:
         """Raise ValueError naming the knob that cannot work."""
@@ -101,6 +109,11 @@ class SynthConfig:
             (self.open_o3_frames >= 2, "open_o3_frames must be >= 2"),
             (0 < self.brief_event_s < self.long_event_s <= self.scene_s, "need 0 < brief_event_s < long_event_s <= scene_s"),
             (0 <= self.duration_jitter_s < self.duration_s, "need 0 <= duration_jitter_s < duration_s"),
+            (0.0 <= self.recovery_fraction <= 1.0, "recovery_fraction must be in [0, 1]"),
+            # The papers' chat formats have no per-turn loss flag: the refused call would be trained there.
+            (not (self.paper_formats and self.recovery_fraction > 0),
+             "paper_formats cannot carry recovery chats (the papers' formats have no not-trained flag);"
+             " set recovery_fraction=0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -116,4 +129,11 @@ class SynthConfig:
             raise ValueError(
                 f"SynthConfig: brief_event_s={self.brief_event_s:g} s cannot hide between global-view frames"
                 f" {spacing:.2f} s apart at {self.fps} fps; shorten it or lower global_max_frames"
+            )
+        # A long event must cover one of its scene's global-view frames and miss another; with the
+        # frames at bin centres `spacing` apart that needs at least half a spacing of the scene free.
+        if self.question_style == "look" and self.long_event_s > self.scene_s - spacing / 2:
+            raise ValueError(
+                f"SynthConfig: question_style='look' needs long_event_s <= scene_s - {spacing / 2:.2f} s"
+                f" (global-view frames {spacing:.2f} s apart) so a long event leaves its scene's look in view"
             )

@@ -2,13 +2,20 @@
 
 An SFTExample is a Sample plus its turns. A user turn with `text=None` is rendered by the
 protocol's templates (the first turn: question + global video; an observation after a
-`<grounding>` call: the crop plus its sampling line), so SFT and RL produce identical prompts.
-Readers of released chats keep their literal text instead.
+`<grounding>` call: the crop plus its sampling line, or, with no video, the error the tool gives
+for a refused call), so SFT and RL produce identical prompts. Readers of released chats keep their
+literal text instead.
+
+An assistant turn with `trained=False` stays in the context but carries no loss (a recovery chat's
+refused tool call: the model should read it, not learn to write it).
 
 JSONL layout, one example per line:
     {"protocol": "video_o3" | "open_o3", "sample": <sample_json layout>,
      "turns": [{"role": "user" | "assistant", "text": str | null,
-                "video": {"preset": str, "start_s": float | null, "end_s": float | null} | null}]}
+                "video": {"preset": str, "start_s": float | null, "end_s": float | null} | null,
+                "trained": false}]}
+`trained` is optional (default true) and written only when false, so chats without the flag keep
+their bytes; `false` is refused on a user turn (user turns never carry loss).
 """
 from __future__ import annotations
 
@@ -42,6 +49,7 @@ class ChatTurn:
     role: str  # "user" | "assistant"
     text: str | None = None  # literal text; None on a user turn means "rendered by the protocol's templates"
     video: VideoUse | None = None
+    trained: bool = True  # False: an assistant turn kept in the context without loss
 
 
 @dataclass
@@ -51,18 +59,23 @@ class SFTExample:
     protocol: str = "video_o3"  # or "open_o3"
 
 
+def _turn_to_dict(turn: ChatTurn) -> dict[str, Any]:
+    video = turn.video
+    out: dict[str, Any] = {
+        "role": turn.role,
+        "text": turn.text,
+        "video": None if video is None else {"preset": video.preset, "start_s": video.start_s, "end_s": video.end_s},
+    }
+    if not turn.trained:  # only when set: unflagged chats keep the bytes they had before the flag existed
+        out["trained"] = False
+    return out
+
+
 def example_to_dict(example: SFTExample) -> dict[str, Any]:
     return {
         "protocol": example.protocol,
         "sample": sample_to_dict(example.sample),
-        "turns": [
-            {
-                "role": t.role,
-                "text": t.text,
-                "video": None if t.video is None else {"preset": t.video.preset, "start_s": t.video.start_s, "end_s": t.video.end_s},
-            }
-            for t in example.turns
-        ],
+        "turns": [_turn_to_dict(t) for t in example.turns],
     }
 
 
@@ -84,7 +97,13 @@ def _turn_from_dict(raw: Any, index: int, sample_id: str) -> ChatTurn:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise SampleError(sample_id, f"bad_turn: turns[{index}].video window must be numbers or null")
         use = VideoUse(video["preset"], None if start is None else float(start), None if end is None else float(end))
-    return ChatTurn(role=raw["role"], text=text, video=use)
+    trained = raw.get("trained", True)
+    if not isinstance(trained, bool):
+        raise SampleError(sample_id, f"bad_turn: turns[{index}].trained must be true or false, got {trained!r}")
+    if not trained and raw["role"] != "assistant":
+        raise SampleError(sample_id, f"bad_turn: turns[{index}] is a user turn marked trained=false;"
+                          " only assistant turns carry loss")
+    return ChatTurn(role=raw["role"], text=text, video=use, trained=trained)
 
 
 def example_from_dict(row: Any) -> SFTExample:

@@ -5,7 +5,8 @@ Writes, under `out_dir`:
     rl_train.jsonl   Seeker-style RL rows (with the optional duration / task / key_frames keys)
     sft_train.jsonl  SFTExample JSONL, one example per training question and protocol
     eval.jsonl       Seeker-style rows on held-out videos (no video is shared with training)
-    manifest.json    seed, knobs, counts
+    manifest.json    seed, knobs, counts (with `recovery_fraction` > 0, `recovery_chats`:
+                     the SFT chats holding a refused call)
 Video paths in the rows are relative to `out_dir`: read them with `data_root=out_dir`.
 Deterministic: every video draws from its own generator seeded by (seed, split, index), so the same
 seed gives byte-identical JSONL and identical videos. See vo3rl/config/synth.py (the knobs), synth_plan, synth_text.
@@ -61,6 +62,8 @@ def generate(cfg: SynthConfig, out_dir: str) -> dict:
     os.makedirs(os.path.join(out_dir, "videos"), exist_ok=True)
     counts: dict = {"videos": {}, "questions": {}, "sft_examples": {p: 0 for p in cfg.sft_protocols},
                     "video_seconds": 0.0, "dropped_questions": 0, "dropped_distractors": 0}
+    if cfg.recovery_fraction > 0:  # only then: a set made without recovery keeps its manifest's counts
+        counts["recovery_chats"] = 0
     outputs = {"train": "rl_train.jsonl", "eval": "eval.jsonl"}
     with open(os.path.join(out_dir, "sft_train.jsonl"), "w", encoding="utf-8") as sft_file:
         for split, filename in outputs.items():
@@ -83,6 +86,8 @@ def generate(cfg: SynthConfig, out_dir: str) -> dict:
                             for example in _sft_examples(plan, question, sample, cfg):
                                 sft_file.write(dumps_example(example) + "\n")
                                 counts["sft_examples"][example.protocol] += 1
+                                if not all(t.trained for t in example.turns):
+                                    counts["recovery_chats"] += 1
             counts["videos"][split] = n_videos
             counts["questions"][split] = dict(sorted(by_type.items()))
     if counts["dropped_questions"]:

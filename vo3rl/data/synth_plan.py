@@ -7,6 +7,9 @@ Invariants that make every answer unique and every data type honest:
 - A temporal-grounding event's (colour, region) appears nowhere else in its video.
 - A brief event covers no frame of the global view and at least one frame of the crop of its scene;
   a long event covers at least one global-view frame. Both use the sampler's own frame selection.
+- In "look" style every scene of a video has its own look (vo3rl/data/synth_looks.py), and a long
+  event leaves at least one of its scene's global-view frames uncovered, so the overview always shows
+  the look of the scene a question names.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import numpy as np
 
 from vo3rl.config.synth import REGIONS, SynthConfig
 from vo3rl.data.schema import DataType
+from vo3rl.data.synth_looks import LOOK_BACKGROUND, LOOKS
 from vo3rl.video.budgets import crop_spec
 from vo3rl.video.timeline import select_frames
 from vo3rl.video.types import SamplingSpec
@@ -36,6 +40,7 @@ class Scene:
     first_frame: int
     end_frame: int  # exclusive
     background: str
+    look: str = ""  # a name from synth_looks.LOOKS in "look" style, else "" (no pattern drawn)
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,8 @@ class _Placer:
             s.index: set(select_frames(times, plan.duration_s, crop_spec(cfg.crop_strategy, s.first_frame / plan.fps, s.end_frame / plan.fps)).tolist())
             for s in plan.scenes
         }
+        # Each scene's global-view frames: a long event must leave one showing the scene's look.
+        self.scene_global = {s.index: {f for f in self.global_frames if s.first_frame <= f < s.end_frame} for s in plan.scenes}
         self.axis: dict[int, str] = {}
         self.used: set[tuple[int, str]] = set()
         self.unique_pairs: set[tuple[str, str]] = set()  # (colour, region) of grounding events
@@ -118,7 +125,7 @@ class _Placer:
             if brief:
                 ok = not frames & self.global_frames and frames & self.crop_frames[scene_index]
             else:
-                ok = bool(frames & self.global_frames)
+                ok = bool(frames & self.global_frames) and (not scene.look or bool(self.scene_global[scene_index] - frames))
             if ok:
                 starts.append(first)
         if not starts:
@@ -136,12 +143,18 @@ class _Placer:
 def _scenes(n_frames: int, fps: int, cfg: SynthConfig, rng: np.random.Generator) -> list[Scene]:
     per_scene = max(1, round(cfg.scene_s * fps))
     count = n_frames // per_scene
+    bounds = [(i * per_scene, (i + 1) * per_scene if i < count - 1 else n_frames) for i in range(count)]
+    if cfg.question_style == "look":
+        if count > len(LOOKS):
+            raise ValueError(f"{count} scenes but only {len(LOOKS)} distinct looks for question_style='look'")
+        looks = rng.permutation(len(LOOKS))
+        return [Scene(i, first, end, LOOK_BACKGROUND, LOOKS[looks[i]]) for i, (first, end) in enumerate(bounds)]
     names = list(BACKGROUNDS)
     order = rng.permutation(len(names))
     if count > len(names) and cfg.question_style == "scene":
         raise ValueError(f"{count} scenes but only {len(names)} distinct backgrounds for question_style='scene'")
     # Adjacent scenes always differ; a long video in "time" style may reuse a background.
-    return [Scene(i, i * per_scene, (i + 1) * per_scene if i < count - 1 else n_frames, names[order[i % len(names)]]) for i in range(count)]
+    return [Scene(i, first, end, names[order[i % len(names)]]) for i, (first, end) in enumerate(bounds)]
 
 
 def _wrong_options(answer: tuple[str, ...], n: int, colours: list[str], rng: np.random.Generator) -> list[tuple[str, ...]]:

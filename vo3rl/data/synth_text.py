@@ -2,13 +2,21 @@
 
 Video-o3 trajectories: a question needing the tool gets one `<grounding>` per clue, over the clue's
 scene at `crop_strategy`, each followed by an observation turn (text None: rendered by the
-protocol's templates), then the answer; a no-tool question is answered at once. Open-o3 examples are
+protocol's templates), then the answer; a no-tool question is answered at once. A recovery chat
+(`recovery_fraction`) first makes a call the crop tool refuses (`REFUSED_CALLS`), flagged not
+trained, then an observation turn with neither text nor video (rendered as the tool's error, as
+the rollout shows it), then the corrected call. In "look" style the
+reasoning first says where the named scene lies ("The striped scene runs from 8 s to 12 s."): the
+step from what the overview shows to the seconds the crop needs. Open-o3 examples are
 one turn whose think cites each clue as `<obj>region</obj><box>[x1,y1,x2,y2]</box>at<t>t</t>s`,
 boxes in pixels of the open_o3 view's resized frame, t the clue's key-frame time.
 """
 from __future__ import annotations
 
 import json
+import zlib
+
+import numpy as np
 
 from vo3rl.config.synth import SynthConfig
 from vo3rl.data.chat import ChatTurn, SFTExample, VideoUse
@@ -33,8 +41,19 @@ def _span(plan: VideoPlan, scene: int) -> tuple[float, float]:
 def _when(plan: VideoPlan, scene: int, style: str) -> str:
     if style == "scene":
         return f"while the background is {plan.scenes[scene].background}"
+    if style == "look":
+        return f"during the {plan.scenes[scene].look} scene"
     start, end = _span(plan, scene)
     return f"between {seconds_text(start)} s and {seconds_text(end)} s"
+
+
+def _locate(plan: VideoPlan, scene: int, style: str) -> str:
+    """In "look" style, the sentence placing the named scene in time (with a trailing space); else ""
+    (the question already gives the time, or the background names the scene as it does today)."""
+    if style != "look":
+        return ""
+    start, end = _span(plan, scene)
+    return f"The {plan.scenes[scene].look} scene runs from {seconds_text(start)} s to {seconds_text(end)} s. "
 
 
 def question_text(plan: VideoPlan, q: QuestionPlan, style: str) -> str:
@@ -85,6 +104,48 @@ def _grounding(start: float, end: float, strategy: str) -> str:
     return f"<grounding>{call}</grounding>\n"
 
 
+# Calls the crop tool refuses (vo3rl.agent.parse.parse_tool_call) -> why, in the corrected call's words.
+# "empty": the scene's start twice (the `[4.0, 4.0]` the demo's SFT model wrote, docs/demo.md);
+# "past_end": the scene's length from the video's end (clipped to nothing); "reversed": end first.
+REFUSED_CALLS: dict[str, str] = {"empty": "the segment was empty", "past_end": "the segment lay past the video's end",
+                                 "reversed": "the segment ended before it started"}
+_RECOVERY_STREAM = 2  # second seed word of the recovery draw; 0 and 1 seed the splits' videos (synth.SPLITS)
+
+
+def refused_segment(kind: str, start_s: float, end_s: float, duration_s: float) -> tuple[float, float]:
+    """The segment, in seconds, of a `kind` refused call aimed at the scene [start_s, end_s]."""
+    if kind == "empty":
+        return start_s, start_s
+    if kind == "past_end":
+        return duration_s, duration_s + end_s - start_s
+    if kind == "reversed":
+        return end_s, start_s
+    raise ValueError(f"unknown refused call {kind!r}; known: {tuple(REFUSED_CALLS)}")
+
+
+def refused_call_kind(sample: Sample, cfg: SynthConfig) -> str | None:
+    """The REFUSED_CALLS kind a recovery chat of `sample` opens with, or None (no recovery). Drawn from
+    a generator of its own (seed, sample id), so the videos and every other chat stay as they are."""
+    if cfg.recovery_fraction <= 0:
+        return None
+    rng = np.random.default_rng([cfg.seed, _RECOVERY_STREAM, zlib.crc32(sample.id.encode())])
+    if rng.random() >= cfg.recovery_fraction:
+        return None
+    return list(REFUSED_CALLS)[int(rng.integers(len(REFUSED_CALLS)))]
+
+
+def _recovery_turns(kind: str, lead: str, span: tuple[float, float], duration_s: float,
+                    strategy: str) -> tuple[list[ChatTurn], str]:
+    """The refused call (not trained) and the tool's error before the corrected call, and the corrected
+    call's reasoning; `span` is the clue scene in seconds, `duration_s` the video's length."""
+    start, end = refused_segment(kind, *span, duration_s)
+    turns = [ChatTurn("assistant", f"<think>{lead}</think>\n{_grounding(start, end, strategy)}", trained=False),
+             ChatTurn("user", None)]  # no text, no video: rendered as the tool's error for that call
+    scene = f"{seconds_text(span[0])} s to {seconds_text(span[1])} s"
+    fix = f"The call was refused: {REFUSED_CALLS[kind]}. I will crop {scene}."
+    return turns, fix
+
+
 def video_o3_example(plan: VideoPlan, q: QuestionPlan, sample: Sample, cfg: SynthConfig) -> SFTExample:
     turns = [ChatTurn("user", None, VideoUse("global"))]
     seen = []
@@ -97,17 +158,23 @@ def video_o3_example(plan: VideoPlan, q: QuestionPlan, sample: Sample, cfg: Synt
     if q.data_type in TOOL_TYPES:
         for i, e in enumerate(q.clues):
             start, end = _span(plan, e.scene)
+            where = _locate(plan, e.scene, cfg.question_style)
             lead = (
-                f"The overview shows nothing in {_phrase(q.region)} {_when(plan, e.scene, cfg.question_style)}; the evidence must be brief. I will look closer."
+                f"{where}The overview shows nothing in {_phrase(q.region)} {_when(plan, e.scene, cfg.question_style)}; the evidence must be brief. I will look closer."
                 if i == 0
-                else f"{seen[-1]} Now the next part."
+                else f"{seen[-1]} {where}Now the next part."
             )
+            kind = refused_call_kind(sample, cfg) if i == 0 else None
+            if kind is not None:
+                recovery, lead = _recovery_turns(kind, lead, (start, end), plan.duration_s, cfg.crop_strategy)
+                turns.extend(recovery)
             turns.append(ChatTurn("assistant", f"<think>{lead}</think>\n{_grounding(start, end, cfg.crop_strategy)}"))
             turns.append(ChatTurn("user", None, VideoUse(cfg.crop_strategy, start, end)))
             seen.append(f"The close look shows {_phrase(q.region)} turning {e.colour} at about {seconds_text(key_time(plan, e))} s.")
         think = f"{seen[-1]} So the answer is option {sample.answer}." if len(seen) == 1 else f"{' '.join(seen)} That is option {sample.answer}."
     else:
-        seen = [f"In the overview {_phrase(q.region)} is {e.colour} at about {seconds_text(key_time(plan, e))} s." for e in q.clues]
+        seen = [f"{_locate(plan, e.scene, cfg.question_style)}In the overview {_phrase(q.region)} is {e.colour} at about {seconds_text(key_time(plan, e))} s."
+                for e in q.clues]
         think = f"{' '.join(seen)} So the answer is option {sample.answer}."
     turns.append(ChatTurn("assistant", f"<think>{think}</think>\n<answer>{sample.answer}</answer>\n"))
     return SFTExample(sample, turns, "video_o3")

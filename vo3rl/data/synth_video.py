@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from vo3rl.config.synth import COLOURS
+from vo3rl.data.synth_looks import LOOK_RGB, look_mask
 from vo3rl.data.synth_plan import BACKGROUNDS, Event, VideoPlan
 
 
@@ -23,10 +24,13 @@ def _mask(event: Event, shape: str, height: int, width: int) -> np.ndarray:
 
 
 def render_frames(plan: VideoPlan, shape: str = "box") -> np.ndarray:
-    """uint8 [n_frames, height, width, 3]: scene backgrounds with the plan's events painted on."""
+    """uint8 [n_frames, height, width, 3]: scene backgrounds (with their looks, in "look" style) and
+    the plan's events painted over them."""
     frames = np.empty((plan.n_frames, plan.height, plan.width, 3), dtype=np.uint8)
     for scene in plan.scenes:
         frames[scene.first_frame : scene.end_frame] = BACKGROUNDS[scene.background]
+        if scene.look:
+            frames[scene.first_frame : scene.end_frame, look_mask(scene.look, plan.height, plan.width)] = LOOK_RGB
     for event in plan.events:
         mask = _mask(event, shape, plan.height, plan.width)
         frames[event.first_frame : event.first_frame + event.n_frames, mask] = COLOURS[event.colour]

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from vo3rl.agent.parse import final_answer
+from vo3rl.evaluation.seeking import seek_episode, seeking_metrics
 from vo3rl.rl.step_metrics import rollout_metrics
 
 
@@ -44,7 +45,9 @@ def write_episodes(path: str | Path, records: list[dict]) -> None:
 def evaluate_records(rollout, rewards, samples: list, episodes_path: str | Path | None = None) -> tuple[dict, list[dict]]:
     """`eval/<metric>` means over `samples` (one greedy trajectory each), `eval/n` episodes run and
     `eval/seconds` (wall, generation and scoring), with every episode's record (`episode_record`), also
-    written to `episodes_path` (JSONL) when given."""
+    written to `episodes_path` (JSONL) when given. The seeking metrics (`vo3rl.evaluation.seeking`:
+    `eval/clue_hit_rate`, `eval/clue_iog_tool`, `eval/accuracy_tool`, …) are added under their own names;
+    a name the rollout's or the reward's metrics already use keeps their value."""
     if not samples:
         return {}, []
     start = time.perf_counter()
@@ -55,6 +58,9 @@ def evaluate_records(rollout, rewards, samples: list, episodes_path: str | Path 
     if episodes_path:
         write_episodes(episodes_path, records)
     metrics = {f"eval/{name.split('/', 1)[-1]}": value for name, value in rollout_metrics(trajectories, results).items()}
+    seeking = seeking_metrics([seek_episode(by_id[t.sample_id], t, r) for t, r in zip(trajectories, results)])
+    for name, value in seeking.items():
+        metrics.setdefault(f"eval/{name}", value)
     metrics["eval/n"] = len(trajectories)
     metrics["eval/seconds"] = time.perf_counter() - start
     return metrics, records

@@ -2,8 +2,9 @@
 
 `open_rl_run` starts Ray, reads the prompts, places the workers (rollout engines, reward pool, learner
 ranks and, with KL, a frozen reference) and resumes from the newest complete checkpoint; `train` loops
-the steps, evaluates before, every `eval_every` steps and after, and checkpoints through the one writer
-(`vo3rl.train.checkpoint.write_checkpoint`).
+the steps of `rl.mode` (`vo3rl.rl.overlap.step_runner`: sync, one_step_off or async), evaluates
+before, every `eval_every` steps and after (the overlapped rollout paused meanwhile), and checkpoints
+through the one writer (`vo3rl.train.checkpoint.write_checkpoint`).
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from vo3rl.evaluation.episodes import evaluate
 from vo3rl.log import get_logger, progress
 from vo3rl.metrics import MetricsLog, open_wandb, trajectory_table
 from vo3rl.orchestration.ray_setup import start_ray
-from vo3rl.rl.step import PromptSet, StepServices, rl_step
+from vo3rl.rl.overlap import SyncSteps, step_runner
+from vo3rl.rl.step import PromptSet, StepServices
 from vo3rl.train.checkpoint import hf_dir, latest_checkpoint, read_driver_state, write_checkpoint
 from vo3rl.workers.learner import LearnerGroup
 from vo3rl.workers.reward import RewardPool
@@ -41,6 +43,8 @@ class RLRun:
     metrics: MetricsLog
     eval_samples: list[Sample] = field(default_factory=list)
     step: int = 0
+    driver_state: dict = field(default_factory=dict)  # the checkpoint's, as resumed
+    steps: SyncSteps | None = None  # the step runner of rl.mode
 
     @property
     def checkpoints(self) -> Path:
@@ -48,19 +52,24 @@ class RLRun:
 
     def evaluate(self) -> dict:
         """Greedy episodes on the eval split; each one is kept in `eval/step_<n>.jsonl`."""
+        if self.steps is not None:
+            self.steps.pause()
         return evaluate(self.services.rollout, self.services.rewards, self.eval_samples,
                         self.out / "eval" / f"step_{self.step:06d}.jsonl")
 
     def save(self) -> Path:
         """Checkpoint the policy, optimizer and driver state as `checkpoints/step_<n>` (the servable
         model in its `hf/`), keeping the newest `learner.keep_last`."""
-        path = write_checkpoint(self.services.learner, self.checkpoints / f"step_{self.step:06d}",
-                                {"step": self.step, "seed": self.prompts.seed, "wandb_id": self.metrics.wandb_id},
+        state = {"step": self.step, "seed": self.prompts.seed, "wandb_id": self.metrics.wandb_id,
+                 **(self.steps.driver_state() if self.steps is not None else {})}
+        path = write_checkpoint(self.services.learner, self.checkpoints / f"step_{self.step:06d}", state,
                                 keep_last=self.recipe.learner.keep_last)
         log.info("checkpoint %s", path)
         return path
 
     def close(self) -> None:
+        if self.steps is not None:
+            self.steps.close()
         self.metrics.close()
 
 
@@ -100,15 +109,16 @@ def open_rl_run(recipe: Recipe) -> RLRun:
     reference = None
     if cfg.loss.kl_coef:
         reference = LearnerGroup(cfg.init_from or recipe.model.path, recipe.learner, 1, cpus_per_rank=cpus, **placed)
+    driver_state = read_driver_state(resume) if resume is not None else {}
     services = StepServices(
-        rollout=RolloutGroup(policy, recipe, cfg.rollout_workers),
+        rollout=RolloutGroup(policy, recipe, cfg.rollout_workers, weight_version=int(driver_state.get("step", 0)),
+                             concurrent_updates=cfg.mode == "async"),
         rewards=RewardPool(recipe.reward, cfg.reward_workers, cfg.judge_concurrency, recipe.run.log_level),
         learner=learner, reference=reference)
-    driver_state = read_driver_state(resume) if resume is not None else {}
     metrics = MetricsLog(out / "metrics.jsonl", open_wandb(recipe, out, job_type="rl",
                                                            resume_id=driver_state.get("wandb_id")))
     run = RLRun(recipe=recipe, out=out, prompts=PromptSet(samples, recipe.run.seed), services=services,
-                metrics=metrics, eval_samples=eval_samples)
+                metrics=metrics, eval_samples=eval_samples, driver_state=driver_state)
     if resume is not None:
         saved = learner.load_checkpoint(str(resume), True)
         run.step = int(driver_state["step"])
@@ -121,13 +131,14 @@ def train(recipe: Recipe) -> dict:
     run = open_rl_run(recipe)
     cfg = recipe.rl
     summary: dict = {"reward_by_step": [], "accuracy_by_step": []}
+    run.steps = step_runner(cfg, run.prompts, run.services, run.step, run.driver_state)
     try:
         if run.step == 0 and run.eval_samples:
             summary["before"] = run.evaluate()
             run.metrics.log(summary["before"], step=0)
         for step in progress(range(run.step, cfg.steps), desc="rl", total=cfg.steps - run.step, unit="step"):
             start = time.perf_counter()
-            result = rl_step(step, cfg, run.prompts, run.services)
+            result = run.steps.run(step)
             metrics = result.metrics
             metrics["time/step_s"] = time.perf_counter() - start
             run.metrics.log(metrics, step=step + 1)
@@ -142,6 +153,7 @@ def train(recipe: Recipe) -> dict:
                 run.metrics.log(run.evaluate(), step=run.step)
             if cfg.save_every and run.step % cfg.save_every == 0 and run.step < cfg.steps:
                 run.save()
+        run.steps.pause()
         final = run.save() if cfg.steps else None
         if run.eval_samples:
             summary["after"] = run.evaluate()

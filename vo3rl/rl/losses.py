@@ -15,6 +15,14 @@ Safeguards (`rl.loss.log_ratio_clamp`, `kl_clamp`, `dual_clip`; verl's): they bo
 leave the paper's formulas unchanged wherever the log-ratio stays within +-log_ratio_clamp, the k3
 estimate within +-kl_clamp and, for A < 0, the ratio below dual_clip. Beyond a clamp the clamped
 quantity is constant, so it carries no gradient there, as a clipped ratio does.
+
+Off-policy correction (`rl.loss.is_correction`, `is_cap`; verl's rollout correction, AReaL's decoupled
+PPO): with asynchronous rollout the tokens were sampled by a behaviour policy (the rollout engine's
+weights, possibly versions old) other than the proximal policy the PPO ratio is taken against
+(`old_logp`). `truncated_is_weights` gives the truncated importance weight min(pi_prox / pi_behav, cap)
+per token or per sequence; `_finish` multiplies the per-token clipped objective (not the KL term) by
+it, detached, so it rescales each token's gradient without being differentiated itself. Without a
+weight (`PolicyBatch.is_weight` None, the default) the arithmetic is exactly the uncorrected loss's.
 """
 from __future__ import annotations
 
@@ -23,7 +31,7 @@ from typing import Callable
 
 import torch
 
-from vo3rl.config.rl import AGGREGATIONS, LossConfig
+from vo3rl.config.rl import AGGREGATIONS, IS_CORRECTIONS, LossConfig
 from vo3rl.registry import Registry
 
 
@@ -37,15 +45,17 @@ class GlobalCounts:
 
 @dataclass
 class PolicyBatch:
-    """One micro-batch. logp: new log-probs [B, L] (with grad); old_logp: rollout/behaviour log-probs;
+    """One micro-batch. logp: new log-probs [B, L] (with grad); old_logp: the ratio's old (proximal) log-probs;
     ref_logp: frozen reference log-probs (None without KL); advantages [B] (one per sequence);
-    mask: float/bool [B, L], 1 on trained tokens."""
+    mask: float/bool [B, L], 1 on trained tokens; is_weight: the off-policy correction's importance
+    weights [B, L] (a ratio, applied detached; None: no correction)."""
 
     logp: torch.Tensor
     old_logp: torch.Tensor
     advantages: torch.Tensor
     mask: torch.Tensor
     ref_logp: torch.Tensor | None = None
+    is_weight: torch.Tensor | None = None
 
 
 def aggregate(values: torch.Tensor, mask: torch.Tensor, mode: str, counts: GlobalCounts) -> torch.Tensor:
@@ -79,6 +89,25 @@ def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str, log_r
         kl = torch.exp(log_ratio) - log_ratio - 1.0
         return kl if kl_clamp is None else kl.clamp(-kl_clamp, kl_clamp)
     raise ValueError(f"unknown KL estimator {estimator!r}; known: k1, k3")
+
+
+def truncated_is_weights(prox_logp: torch.Tensor, behav_logp: torch.Tensor, mask: torch.Tensor, level: str,
+                         cap: float, log_ratio_clamp: float) -> torch.Tensor:
+    """Detached importance weights [B, L] of the proximal policy over the behaviour policy (log-probs
+    [B, L], nats), truncated at `cap` (a ratio): "token": min(exp(prox_t - behav_t), cap) per token;
+    "sequence": min(exp(sum over the row's trained tokens of (prox_t - behav_t)), cap) on each of its
+    tokens. The log is clamped to +-log_ratio_clamp before exp (no overflow). A trained token with a
+    non-finite log-ratio (no behaviour log-prob: should not happen) counts as ratio 1: weight 1 per
+    token, no factor in its sequence's product. Untrained positions get 1."""
+    mask = mask.bool()
+    log_ratio = prox_logp.detach() - behav_logp.detach()
+    log_ratio = torch.where(mask & torch.isfinite(log_ratio), log_ratio, torch.zeros_like(log_ratio))
+    if level == "sequence":
+        log_ratio = log_ratio.sum(dim=-1, keepdim=True).expand_as(mask)
+    elif level != "token":
+        raise ValueError(f"unknown is_correction {level!r}; known: {', '.join(IS_CORRECTIONS)}")
+    weight = torch.exp(log_ratio.clamp(-log_ratio_clamp, log_ratio_clamp)).clamp(max=cap)
+    return torch.where(mask, weight, torch.ones_like(weight))
 
 
 LossFn = Callable[[PolicyBatch, LossConfig, GlobalCounts], tuple[torch.Tensor, dict[str, float]]]
@@ -118,7 +147,10 @@ def _clipped_objective(ratio: torch.Tensor, adv: torch.Tensor, cfg: LossConfig) 
 def _finish(batch: PolicyBatch, objective: ClippedObjective, ratio: torch.Tensor,
             cfg: LossConfig, counts: GlobalCounts) -> tuple[torch.Tensor, dict[str, float]]:
     mask = batch.mask.to(objective.per_token.dtype)
-    loss = aggregate(objective.per_token, mask, cfg.aggregation, counts)
+    per_token = objective.per_token
+    if batch.is_weight is not None:  # only then: the uncorrected loss stays bit-for-bit what it was
+        per_token = per_token * batch.is_weight.detach()
+    loss = aggregate(per_token, mask, cfg.aggregation, counts)
     n = mask.sum().clamp(min=1)
     metrics = {
         "pg_loss": float(loss.detach()),
@@ -127,6 +159,10 @@ def _finish(batch: PolicyBatch, objective: ClippedObjective, ratio: torch.Tensor
         "ratio_mean": float((ratio.detach() * mask).sum() / n),
         "trained_tokens": float(mask.sum()),
     }
+    if batch.is_weight is not None:  # per trained token: the mean weight and the share that hit the cap
+        weight = batch.is_weight.detach()
+        metrics["is_weight_mean"] = float((weight.to(mask.dtype) * mask).sum() / n)
+        metrics["is_clip_frac"] = float(((weight >= cfg.is_cap).to(mask.dtype) * mask).sum() / n)
     if cfg.kl_coef and batch.ref_logp is not None:
         kl = kl_penalty(batch.logp, batch.ref_logp, cfg.kl_estimator, cfg.log_ratio_clamp, cfg.kl_clamp)
         kl_term = aggregate(kl, mask, cfg.aggregation, counts)

@@ -11,6 +11,13 @@ being differentiated) the old log-probs are this forward's own, detached: ratio 
 a separate recomputation, without its extra forward pass. With `with_entropy` the loss also reports the
 policy's entropy; with rollout log-probs on the trajectories, the mean |rollout − learner| gap (the RL
 step's figures for both, from the last update of a step).
+
+With `rl.loss.is_correction` token or sequence (asynchronous rollout: the tokens were sampled by
+weights older than the proximal policy the ratio uses) each trajectory's rollout log-probs
+(`Trajectory.logprobs`, nats: the behaviour policy's) give the truncated importance weights
+(`vo3rl.rl.losses.truncated_is_weights`) against the old log-probs above (the proximal policy); the
+loss reports their sum and the number of trained tokens at the cap, which `policy_metrics` turns into
+`train/is_weight_mean` and `train/is_clip_frac`.
 """
 from __future__ import annotations
 
@@ -22,7 +29,7 @@ import torch
 from vo3rl.agent.trajectory import Trajectory, pack_array, unpack_array
 from vo3rl.config.rl import LossConfig
 from vo3rl.registry import Registry
-from vo3rl.rl.losses import GlobalCounts, PolicyBatch, get_policy_loss
+from vo3rl.rl.losses import GlobalCounts, PolicyBatch, get_policy_loss, truncated_is_weights
 from vo3rl.train.batch import n_trained_tokens
 from vo3rl.train.losses import LOSSES, Loss
 
@@ -130,19 +137,31 @@ def policy_loss(scores, batch, trajectories, inputs: PolicyLossInputs | None) ->
     if cfg.kl_coef:
         ref = _per_target(inputs.ref_logprobs, "ref_logprobs", trajectories, scores.rows, scores.positions,
                           logp.detach())
+    rollout = None  # the behaviour policy's log-probs at the targets: the IS weights' and the gap's
+    if all(t.logprobs is not None for t in trajectories):
+        rollout = _per_target([t.logprobs for t in trajectories], "rollout logprobs", trajectories, scores.rows,
+                              scores.positions, logp.detach())
+    is_weight = None
+    if cfg.is_correction != "none":
+        if rollout is None:
+            missing = next(t.sample_id for t in trajectories if t.logprobs is None)
+            raise ValueError(f"rl.loss.is_correction = {cfg.is_correction!r} needs the rollout's log-probs on every "
+                             f"trajectory; {missing!r} has none (the rollout engine must return them)")
+        is_weight = truncated_is_weights(old, rollout, mask, cfg.is_correction, cfg.is_cap, cfg.log_ratio_clamp)
     advantages = torch.tensor(inputs.advantages, dtype=logp.dtype, device=logp.device)
-    share, metrics = get_policy_loss(cfg.name)(PolicyBatch(logp, old, advantages, mask, ref), cfg, counts)
+    share, metrics = get_policy_loss(cfg.name)(PolicyBatch(logp, old, advantages, mask, ref, is_weight), cfg, counts)
     tokens = metrics["trained_tokens"]
     summable = {"pg_loss": metrics["pg_loss"], "trained_tokens": tokens,
                 "clipped_tokens": metrics["clip_frac"] * tokens, "ratio_sum": metrics["ratio_mean"] * tokens,
                 "dual_clipped_tokens": metrics["dual_clip_frac"] * tokens}
     if "kl" in metrics:
         summable["kl"] = metrics["kl"]
+    if "is_weight_mean" in metrics:
+        summable.update(is_weight_sum=metrics["is_weight_mean"] * tokens,
+                        is_clipped_tokens=metrics["is_clip_frac"] * tokens)
     if scores.entropy is not None:
         summable["entropy_sum"] = float(scores.entropy.sum())
-    if all(t.logprobs is not None for t in trajectories):
-        rollout = _per_target([t.logprobs for t in trajectories], "rollout logprobs", trajectories, scores.rows,
-                              scores.positions, logp.detach())
+    if rollout is not None:
         gap = (rollout - logp.detach()).abs()[mask.bool()]
         gap = gap[torch.isfinite(gap)]
         summable.update(rollout_gap_sum=float(gap.sum()), rollout_gap_tokens=float(gap.numel()))
@@ -163,7 +182,8 @@ def policy_metrics(update: dict) -> dict[str, float]:
     and KL terms (shares of the global mean, so their sum is the global value), the fractions of
     trained tokens whose ratio was clipped and whose loss the dual clip bounded (A < 0, ratio beyond
     `rl.loss.dual_clip`), the mean ratio (per trained token) and, when the loss saw them, the mean
-    entropy and the mean |rollout − learner| log-prob gap."""
+    entropy, the mean |rollout − learner| log-prob gap and, with `rl.loss.is_correction`, the mean
+    importance weight and the fraction of trained tokens whose weight hit `rl.loss.is_cap`."""
     tokens = max(update.get("sum/trained_tokens", 0.0), 1.0)
     out = {"train/pg_loss": update.get("sum/pg_loss", float("nan")),
            "train/clip_frac": update.get("sum/clipped_tokens", float("nan")) / tokens,
@@ -171,6 +191,9 @@ def policy_metrics(update: dict) -> dict[str, float]:
            "train/ratio_mean": update.get("sum/ratio_sum", float("nan")) / tokens}
     if "sum/kl" in update:
         out["train/kl"] = update["sum/kl"]
+    if "sum/is_weight_sum" in update and update.get("sum/trained_tokens"):  # a mean of no token is no figure
+        out["train/is_weight_mean"] = update["sum/is_weight_sum"] / tokens
+        out["train/is_clip_frac"] = update.get("sum/is_clipped_tokens", float("nan")) / tokens
     if "sum/entropy_sum" in update and update.get("sum/trained_tokens"):
         out["train/entropy"] = update["sum/entropy_sum"] / tokens
     if update.get("sum/rollout_gap_tokens"):

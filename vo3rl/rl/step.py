@@ -13,7 +13,10 @@ fakes. Starting Ray, placing the workers, reading the data and resuming are the 
      reference's; the learner steps with the configured loss (GRPO clip-higher or GSPO) and aggregation,
   7. new weights go to the rollout engines in place.
 
-Left out: value functions (GRPO/GSPO need none), entropy bonuses, asynchronous (off-policy) rollout.
+That is `rl.mode: sync`. The overlapped modes (`vo3rl.rl.overlap`: one_step_off, async) reuse the same
+pieces: `collect_groups` / `collect_round` (steps 1-4), `train_on` (5-6) and `sync_weights` (7).
+
+Left out: value functions (GRPO/GSPO need none), entropy bonuses.
 """
 from __future__ import annotations
 
@@ -43,7 +46,7 @@ class Rollout(Protocol):
 
     def generate(self, samples: list[Sample], n_per_sample: int, mode: str) -> list[Trajectory]: ...
 
-    def update_weights(self, weights: dict) -> None: ...
+    def update_weights(self, weights: dict, version: int | None = None) -> None: ...
 
 
 class Rewards(Protocol):
@@ -85,44 +88,96 @@ class StepResult:
 def rl_step(step: int, cfg: RLConfig, prompts: PromptSet, services: StepServices) -> StepResult:
     """One RL step (the numbered list above). `step` counts from 0."""
     timings: dict[str, float] = {}
-    batch, scored, broken, prompt_ids = _collect_groups(step, cfg, prompts, services, timings)
+    collected = collect_groups(step, cfg, prompts, services, timings)
+    result = train_on(step, cfg, collected, services, timings)
+    if collected.batch.groups:
+        sync_weights(services, step + 1, timings)
+    result.metrics.update({f"time/{phase}_s": seconds for phase, seconds in timings.items()})
+    return result
+
+
+@dataclass
+class Collected:
+    """Steps 1-4's result: the dynamic batch, every trajectory scored (trained or not), the groups
+    dropped for a failed reward term, and the prompt ids in the order they were drawn."""
+
+    batch: DynamicBatch
+    scored: list[Scored] = field(default_factory=list)
+    broken: int = 0
+    prompt_ids: list[str] = field(default_factory=list)
+    engine_stats: list[dict] = field(default_factory=list)  # per rollout call and worker (`RolloutBatch.stats`)
+
+
+def new_batch(cfg: RLConfig) -> DynamicBatch:
+    """An empty dynamic batch with the recipe's size, refill rounds and informative-group threshold."""
+    return DynamicBatch(cfg.prompts_per_step, 1 + (cfg.max_refill_rounds if cfg.dynamic_sampling else 0),
+                        cfg.min_group_std if cfg.dynamic_sampling else -1.0)
+
+
+def collect_round(picked: list[Sample], cfg: RLConfig, prompts: PromptSet, services: StepServices, progress: float,
+                  timings: dict) -> tuple[list[Group], list[Scored], int, list[dict]]:
+    """One rollout-and-reward round over `picked`: its groups (those without a failed reward term),
+    every scored trajectory, the number of groups dropped for a failed term, and the engines' stats."""
+    with _timed(timings, "rollout"):
+        trajectories = services.rollout.generate(picked, cfg.group_size, "train")
+        stats = list(getattr(services.rollout, "last_stats", None) or [])
+    with _timed(timings, "reward"):
+        results = services.rewards.score(trajectories, [prompts.by_id[t.sample_id] for t in trajectories],
+                                         progress=progress)
+    groups, failed = form_groups(trajectories, results)
+    return groups, [Scored(t, r) for t, r in zip(trajectories, results)], failed, stats
+
+
+def collect_groups(step: int, cfg: RLConfig, prompts: PromptSet, services: StepServices, timings: dict) -> Collected:
+    """Steps 1-4: rollout and reward rounds until the dynamic batch is full or out of rounds."""
+    collected = Collected(new_batch(cfg))
+    while not collected.batch.done:
+        order = prompts_for(step, collected.batch.rounds, len(prompts.samples), cfg.prompts_per_step, prompts.seed)
+        picked = [prompts.samples[i] for i in order]
+        collected.prompt_ids += [sample.id for sample in picked]
+        groups, scored, failed, stats = collect_round(picked, cfg, prompts, services, step / max(1, cfg.steps),
+                                                      timings)
+        collected.broken += failed
+        collected.scored += scored
+        collected.engine_stats += stats
+        collected.batch.offer(groups)
+    return collected
+
+
+def train_on(step: int, cfg: RLConfig, collected: Collected, services: StepServices, timings: dict) -> StepResult:
+    """Steps 5-6 on a collected batch (no weight sync): the step's rollout and batch metrics, and the
+    update's when the batch kept a group."""
+    batch, scored = collected.batch, collected.scored
     metrics = {**rollout_metrics([s.trajectory for s in scored], [s.result for s in scored]),
-               **throughput([s.trajectory for s in scored], timings["rollout"]),
+               **throughput([s.trajectory for s in scored], timings.get("rollout", 0.0)),
                "batch/groups_kept": len(batch.groups), "batch/groups_dropped": batch.dropped,
-               "batch/groups_reward_error": broken, "batch/refill_rounds": batch.rounds - 1,
-               "batch/prompt_ids": prompt_ids}
+               "batch/groups_reward_error": collected.broken, "batch/refill_rounds": batch.rounds - 1,
+               "batch/prompt_ids": collected.prompt_ids, **engine_metrics(collected.engine_stats)}
     if batch.groups:
         metrics.update(_update(cfg, batch.groups, services, timings))
     else:
         log.warning("step %d: no informative group after %d rounds; no update", step, batch.rounds)
-    metrics.update({f"time/{phase}_s": seconds for phase, seconds in timings.items()})
     return StepResult(metrics, scored)
 
 
-def _collect_groups(step: int, cfg: RLConfig, prompts: PromptSet, services: StepServices, timings: dict):
-    """Steps 1-4: rollout and reward rounds until the dynamic batch is full or out of rounds."""
-    batch = DynamicBatch(cfg.prompts_per_step, 1 + (cfg.max_refill_rounds if cfg.dynamic_sampling else 0),
-                         cfg.min_group_std if cfg.dynamic_sampling else -1.0)
-    scored: list[Scored] = []
-    broken, prompt_ids = 0, []
-    while not batch.done:
-        order = prompts_for(step, batch.rounds, len(prompts.samples), cfg.prompts_per_step, prompts.seed)
-        picked = [prompts.samples[i] for i in order]
-        prompt_ids += [sample.id for sample in picked]
-        with _timed(timings, "rollout"):
-            trajectories = services.rollout.generate(picked, cfg.group_size, "train")
-        with _timed(timings, "reward"):
-            results = services.rewards.score(trajectories, [prompts.by_id[t.sample_id] for t in trajectories],
-                                             progress=step / max(1, cfg.steps))
-        groups, failed = form_groups(trajectories, results)
-        broken += failed
-        scored += [Scored(t, r) for t, r in zip(trajectories, results)]
-        batch.offer(groups)
-    return batch, scored, broken, prompt_ids
+def engine_metrics(stats: list[dict]) -> dict[str, float]:
+    """The rollout engines' prefix-cache hit rate (cached over prompt tokens) and the turns a weight
+    update interrupted, over the step's rollout calls (none when the engines report no counters)."""
+    prompt = sum(s.get("prompt_tokens", 0) for s in stats)
+    if not prompt:
+        return {}
+    return {"rollout/prefix_cache_hit_rate": sum(s.get("cached_tokens", 0) for s in stats) / prompt,
+            "rollout/interrupted_turns": float(sum(s.get("interrupted_turns", 0) for s in stats))}
+
+
+def sync_weights(services: StepServices, version: int, timings: dict) -> None:
+    """Step 7: the learner's weights to the rollout engines, in place, as weight `version`."""
+    with _timed(timings, "sync"):
+        services.rollout.update_weights(services.learner.export_weights(), version=version)
 
 
 def _update(cfg: RLConfig, groups: list[Group], services: StepServices, timings: dict) -> dict:
-    """Steps 5-7: advantages, behaviour and reference log-probs, the learner update, the weight sync."""
+    """Steps 5-6: advantages, behaviour and reference log-probs, the learner update."""
     trained = [m.trajectory for group in groups for m in group.members]
     rewards = np.array([reward for group in groups for reward in group.rewards])
     group_ids = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
@@ -139,8 +194,7 @@ def _update(cfg: RLConfig, groups: list[Group], services: StepServices, timings:
     metrics = {f"train/{k}": v for k, v in update.items() if isinstance(v, (int, float)) and not k.startswith("sum/")}
     metrics.update(policy_metrics(update))
     metrics["train/advantage_abs"] = float(np.mean(np.abs(advantages)))
-    with _timed(timings, "sync"):
-        services.rollout.update_weights(services.learner.export_weights())
+    metrics["train/trained_tokens"] = float(sum(int(t.loss_mask().sum()) for t in trained))
     return metrics
 
 

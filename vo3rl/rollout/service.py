@@ -165,8 +165,8 @@ class RolloutService:
 
 def _call_stats(engine, before: dict, batch: RolloutBatch, seconds: float) -> dict[str, float]:
     after = engine_counts(engine)
-    delta = {k: after[k] - before.get(k, 0) for k in ("requests", "prompt_tokens", "cached_tokens", "generated_tokens")
-             if k in after}
+    delta = {k: after[k] - before.get(k, 0) for k in ("requests", "prompt_tokens", "cached_tokens", "generated_tokens",
+                                                       "interrupted_turns") if k in after}
     out = {"seconds": seconds, "trajectories": len(batch.trajectories), "skipped_samples": len(batch.skipped),
            "failed_trajectories": sum(batch.failed.values()), **delta}
     if delta.get("prompt_tokens"):

@@ -13,12 +13,18 @@ process (a Ray actor, a benchmark script), not in a process that also trains.
 
 Weights are replaced in place (`update_weights`: vLLM's layer-wise reload, which re-applies its CPU/GPU
 kernel packing), then the prefix, encoder and multimodal caches are reset so nothing computed with the
-old weights is reused.
+old weights is reused. An update may come from another thread while turns are decoding (asynchronous
+RL): it waits for the current engine step, aborts the turns in flight, reloads, and re-submits them
+(`vo3rl.rollout.partial`: resumed from the tokens sampled so far, or sampled again, by
+`rollout.interrupted_turns`). Only then do the turns' outputs stream (vLLM's cumulative outputs), so
+an engine that is never interrupted works exactly as before.
 """
 from __future__ import annotations
 
 import itertools
 import os
+import threading
+import time
 from dataclasses import dataclass
 from typing import Hashable
 
@@ -26,6 +32,7 @@ from vo3rl.agent.loop import STOP_STRINGS, TurnOutput, TurnRequest
 from vo3rl.config.rollout import RolloutConfig
 from vo3rl.log import get_logger
 from vo3rl.rollout.engine_inputs import engine_prompt
+from vo3rl.rollout.partial import TurnInFlight
 
 log = get_logger(__name__)
 
@@ -47,11 +54,13 @@ class EngineStats:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     generated_tokens: int = 0
+    interrupted_turns: int = 0
 
     def as_dict(self) -> dict[str, float]:
         hit = self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
         return {"requests": self.requests, "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
-                "generated_tokens": self.generated_tokens, "prefix_cache_hit_rate": hit}
+                "generated_tokens": self.generated_tokens, "interrupted_turns": self.interrupted_turns,
+                "prefix_cache_hit_rate": hit}
 
 
 def engine_args(cfg: RolloutConfig, model_path: str) -> dict:
@@ -69,6 +78,13 @@ def engine_args(cfg: RolloutConfig, model_path: str) -> dict:
     return args
 
 
+def _sampled_logprobs(completion) -> list[float]:
+    """The log-prob of each sampled token of a vLLM completion (asked for with logprobs=0)."""
+    if completion.logprobs is None:
+        return []
+    return [entry[token].logprob for token, entry in zip(completion.token_ids, completion.logprobs)]
+
+
 def _vllm_error() -> type:
     """vLLM's own request errors (e.g. more videos than `limit_mm_per_prompt`), which are no ValueError."""
     from vllm.exceptions import VLLMError
@@ -80,7 +96,11 @@ class VLLMEngine:
     """A vLLM engine over the HF directory `model_path`. `tokenizer` is the policy's (its ids for the
     chat markers and the video pad)."""
 
-    def __init__(self, model_path: str, cfg: RolloutConfig, tokenizer):
+    def __init__(self, model_path: str, cfg: RolloutConfig, tokenizer, weight_version: int = 0,
+                 stream_outputs: bool = False):
+        """`weight_version`: the version of the weights at `model_path` (a resumed run's step);
+        `stream_outputs`: ask vLLM for every step's output so far, so that a turn interrupted by a weight
+        update can resume from its sampled tokens (asynchronous RL; costs a little per step)."""
         cfg.validate()
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if cfg.in_process else "1"
         if cfg.torch_threads is not None:
@@ -96,15 +116,20 @@ class VLLMEngine:
         ids = tokenizer.convert_tokens_to_ids
         self.pad_id = ids("<|video_pad|>")
         self.end_ids = [ids("<|im_end|>"), ids("<|endoftext|>")]
+        self.tokenizer = tokenizer
         self.stats = EngineStats()
-        self.weight_version = 0
+        self.weight_version = weight_version
         self._ids = itertools.count()
-        self._inflight: dict[str, tuple[Hashable, list[int]]] = {}
+        self._inflight: dict[str, TurnInFlight] = {}
         self._failed: list[tuple[Hashable, EngineFailure]] = []
+        self._finished: list[tuple[Hashable, TurnOutput]] = []  # turns an interruption left with no budget
+        self._lock = threading.Lock()  # one thread at a time talks to vLLM
+        self._update_waiting = threading.Event()  # a weight update goes before the next step
+        self._streaming = stream_outputs
 
     # -- sampling -----------------------------------------------------------------------------
     def sampling_params(self, max_tokens: int, stop: tuple[str, ...], greedy: bool, seed: int | None,
-                        exact_tokens: bool = False):
+                        exact_tokens: bool = False, cumulative: bool = False):
         """vLLM SamplingParams of one turn: stop at any of `stop` (kept in the output) or end of turn;
         the sampled tokens' log-probs. `exact_tokens` generates exactly `max_tokens` tokens (benchmarks)."""
         from vllm import SamplingParams
@@ -117,48 +142,71 @@ class VLLMEngine:
             top_k=0 if greedy else cfg.top_k, seed=seed, logprobs=0,
             stop=None if exact_tokens or not stop else list(stop), include_stop_str_in_output=True,
             stop_token_ids=None if exact_tokens else list(self.end_ids), skip_special_tokens=False,
-            output_kind=RequestOutputKind.FINAL_ONLY,
+            output_kind=RequestOutputKind.CUMULATIVE if cumulative else RequestOutputKind.FINAL_ONLY,
             skip_reading_prefix_cache=None if cfg.native_context else True,
         )
 
     # -- stepping -----------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        """Requests in the engine, or failures not yet collected by `step`."""
-        return bool(self._inflight or self._failed)
+        """Requests in the engine, or results not yet collected by `step`."""
+        return bool(self._inflight or self._failed or self._finished)
 
     def submit(self, key: Hashable, request: TurnRequest, greedy: bool = False, seed: int | None = None,
                exact_tokens: bool = False) -> None:
         """Queue one turn; its result comes back from a later `step()` under `key`. A request vLLM
         refuses comes back as an EngineFailure instead of raising here."""
+        self._wait_for_update()
+        with self._lock:
+            self._add(TurnInFlight(key, request, greedy, seed, exact_tokens, self.weight_version))
+
+    def _add(self, turn: TurnInFlight) -> None:
+        """Hand `turn`'s current request (its context plus any kept tokens) to vLLM."""
         request_id = f"turn-{next(self._ids)}"
         salt = None if self.cfg.native_context else request_id
+        request = turn.request
         try:
-            prompt = engine_prompt(request.context, request.clips, request.videos, self.pad_id, salt)
+            prompt = engine_prompt(turn.context, request.clips, request.videos, self.pad_id, salt)
             if salt is not None:
                 prompt["cache_salt"] = salt
-            params = self.sampling_params(request.max_new_tokens, request.stop, greedy, seed, exact_tokens)
+            seed = turn.seed if turn.seed is None or not turn.interruptions else (turn.seed + turn.interruptions) & 0x7FFFFFFF
+            params = self.sampling_params(turn.budget, request.stop, turn.greedy, seed, turn.exact_tokens,
+                                          cumulative=self._streaming)
             self.engine.add_request(request_id, prompt, params)
         except (ValueError, TypeError, RuntimeError, _vllm_error()) as err:
-            log.warning("vLLM refused a turn of %s: %s", key, err)
-            self._failed.append((key, EngineFailure("rejected", str(err)[:500])))
+            log.warning("vLLM refused a turn of %s: %s", turn.key, err)
+            self._failed.append((turn.key, EngineFailure("rejected", str(err)[:500])))
             return
-        self._inflight[request_id] = (key, request.context)
+        self._inflight[request_id] = turn
 
     def step(self) -> list[tuple[Hashable, TurnOutput | EngineFailure]]:
         """One engine step; the turns that finished in it (and any refused at submission)."""
-        done: list[tuple[Hashable, TurnOutput | EngineFailure]] = list(self._failed)
-        self._failed.clear()
-        if not self._inflight:
+        self._wait_for_update()
+        with self._lock:
+            done: list[tuple[Hashable, TurnOutput | EngineFailure]] = self._failed + self._finished
+            self._failed, self._finished = [], []
+            if not self._inflight:
+                return done
+            for output in self.engine.step():
+                turn = self._inflight.get(output.request_id)
+                if turn is None:
+                    continue
+                if not output.finished:
+                    self._remember(turn, output)
+                    continue
+                del self._inflight[output.request_id]
+                done.append((turn.key, self._turn_output(output, turn)))
             return done
-        for output in self.engine.step():
-            if not output.finished or output.request_id not in self._inflight:
-                continue
-            key, context = self._inflight.pop(output.request_id)
-            done.append((key, self._turn_output(output, context)))
-        return done
 
-    def _turn_output(self, output, context: list[int]) -> TurnOutput | EngineFailure:
+    def _remember(self, turn: TurnInFlight, output) -> None:
+        """A streaming request's output so far, kept in case an update interrupts it."""
+        completion = output.outputs[0]
+        turn.seen_ids = list(completion.token_ids)
+        turn.seen_logprobs = _sampled_logprobs(completion)
+        turn.seen_text = completion.text
+
+    def _turn_output(self, output, turn: TurnInFlight) -> TurnOutput | EngineFailure:
+        context = turn.context
         if list(output.prompt_token_ids) != context:
             # vLLM expanded a video to another token count than our sampler: the learner would score
             # other positions than were generated. Refuse the turn rather than train on it.
@@ -166,21 +214,24 @@ class VLLMEngine:
                                  f"the context {len(context)}")
         completion = output.outputs[0]
         token_ids = list(completion.token_ids)
-        logprobs = None
-        if completion.logprobs is not None:
-            logprobs = [entry[token].logprob for token, entry in zip(token_ids, completion.logprobs)]
+        logprobs = _sampled_logprobs(completion) if completion.logprobs is not None else None
         self.stats.requests += 1
         self.stats.prompt_tokens += len(context)
         self.stats.cached_tokens += int(output.num_cached_tokens or 0)
         self.stats.generated_tokens += len(token_ids)
-        return TurnOutput(token_ids, completion.text, logprobs)
+        return turn.finish(token_ids, logprobs, completion.text, self.weight_version, self._decode)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def abort_all(self) -> None:
         """Drop every request in flight (after an error in the driver)."""
-        if self._inflight:
-            self.engine.abort_request(list(self._inflight))
-        self._inflight.clear()
-        self._failed.clear()
+        with self._lock:
+            if self._inflight:
+                self.engine.abort_request(list(self._inflight))
+            self._inflight.clear()
+            self._failed.clear()
+            self._finished.clear()
 
     def reset_stats(self) -> None:
         self.stats = EngineStats()
@@ -233,17 +284,53 @@ class VLLMEngine:
         return out
 
     # -- weights ------------------------------------------------------------------------------
-    def update_weights(self, state_dict: dict) -> None:
+    def update_weights(self, state_dict: dict, version: int | None = None) -> None:
         """Load `state_dict` (HF names, either the checkpoint's or transformers' module names) into the
-        running engine, then reset the prefix cache. The engine must be idle."""
-        if self._inflight:
-            raise RuntimeError(f"update_weights with {len(self._inflight)} requests in flight")
-        self.engine.collective_rpc("reload_weights", kwargs={"weights_iterator": list(state_dict.items()),
-                                                             "is_checkpoint_format": True})
-        self.clear_caches()
-        self.weight_version += 1
+        running engine, then reset its caches; `version` (default: one more) is the weights' version,
+        which every turn sampled from now on carries. May be called from another thread while turns
+        decode: they are interrupted between two steps and re-submitted (`rollout.interrupted_turns`)."""
+        self._update_waiting.set()
+        try:
+            with self._lock:
+                interrupted = self._interrupt()
+                self.engine.collective_rpc("reload_weights", kwargs={"weights_iterator": list(state_dict.items()),
+                                                                     "is_checkpoint_format": True})
+                self._clear_caches()
+                self.weight_version = self.weight_version + 1 if version is None else int(version)
+                for turn in interrupted:
+                    if turn.budget > 0:
+                        self._add(turn)
+                    else:  # its whole budget was sampled before the update: the turn is complete
+                        self._finished.append((turn.key, turn.finish([], [], "", self.weight_version)))
+        finally:
+            self._update_waiting.clear()
+
+    def _interrupt(self) -> list[TurnInFlight]:
+        """Abort every turn in flight, keeping (or dropping) what each sampled; from now on outputs
+        stream so that a later interruption sees the tokens too."""
+        turns = list(self._inflight.values())
+        if turns:
+            self.engine.abort_request(list(self._inflight))
+            self._inflight.clear()
+            resume = self.cfg.interrupted_turns == "resume"
+            for turn in turns:
+                turn.interrupt(resume)
+            self.stats.interrupted_turns += len(turns)
+            log.info("weight update interrupted %d turns (%s)", len(turns), self.cfg.interrupted_turns)
+        self._streaming = True  # a later interruption must see the sampled tokens
+        return turns
+
+    def _wait_for_update(self) -> None:
+        """Let a waiting weight update take the lock first (a Lock is not fair: a stepping loop would
+        take it again at once)."""
+        while self._update_waiting.is_set():
+            time.sleep(0.001)
 
     def clear_caches(self) -> None:
+        with self._lock:
+            self._clear_caches()
+
+    def _clear_caches(self) -> None:
         """Forget processed videos, vision embeddings and KV blocks. After a weight reload this is
         required, not an optimisation: the reload clears the model runner's encoder and multimodal
         caches but not the bookkeeping of the scheduler and the input processor, which would then

@@ -1,8 +1,8 @@
 """SFT chats -> Trajectories, with every unusable example skipped, counted and named.
 
-Skip reasons: `no_assistant_turn`, `too_long` (more tokens than the context limit), the sampler's
-video reasons (`missing`, `codec`, …), `bad_example` (a chat the renderer rejects), plus the
-reader's own (bad JSON, bad fields). Held-out split: a stable hash of the sample id.
+Skip reasons: `no_assistant_turn` (none, or only `trained=False` ones), `too_long` (more tokens than
+the context limit), the sampler's video reasons (`missing`, `codec`, …), `bad_example` (a chat the
+renderer rejects), plus the reader's own (bad JSON, bad fields). Held-out split: a stable hash of the sample id.
 """
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ def load_sft_trajectories(path: str, tokenizer, presets: dict, max_length: int, 
         sid = example.sample.id
         if protocol and example.protocol != protocol:
             continue
-        if not any(turn.role == "assistant" for turn in example.turns):
-            skips.add(sid, "no_assistant_turn", "the chat has no assistant turn to train on")
+        if not any(turn.role == "assistant" and turn.trained for turn in example.turns):
+            skips.add(sid, "no_assistant_turn", "the chat has no trained assistant turn to train on")
             continue
         try:
             traj = from_sft_example(example, tokenizer, lambda use: clip_for(use, example.sample.video),
