@@ -26,9 +26,12 @@ def test_the_rank_group_has_the_contract_signatures():
         contract = _parameters(PolicyLearner, name)
         group = _parameters(LearnerGroup, name)
         assert [(p.name, p.default) for p in group] == [(p.name, p.default) for p in contract], name
-    # The actor forwards generically: no per-method copies of the contract.
+    # The actor forwards generically: no per-method copies of the contract. Beyond that it has only
+    # rank 0's part in the process-group weight sync (`vo3rl.workers.weight_sync`), which is no contract method.
     actor_methods = {n for n in vars(LearnerWorker.__ray_actor_class__) if not n.startswith("_")}
-    assert actor_methods == {"call", "node_ip", "shutdown"}
+    weight_sync = {"open_weight_sync", "join_weight_sync", "send_weights", "leave_weight_sync"}
+    assert actor_methods == {"call", "node_ip", "shutdown"} | weight_sync
+    assert not weight_sync & set(CONTRACT_METHODS)
 
 
 def test_the_in_process_learner_keeps_the_contract(tiny_model_dir, tokenizer):

@@ -9,11 +9,15 @@ whole group: it splits a batch over the ranks and merges their answers.
     write_checkpoint(group, "runs/x/step_100", driver_state)  # any number of ranks may load it back
     group.load_checkpoint("runs/x/step_100")
     weights = group.export_weights()                          # full state dict from rank 0
+
+Rank 0 also hosts the weight-sync process group of `rl.weight_sync: process_group`
+(`open_weight_sync`, `join_weight_sync`, `send_weights`: driven by `vo3rl.workers.weight_sync`).
 """
 from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -70,8 +74,49 @@ class LearnerWorker:
             raise AttributeError(f"{method!r} is not a learner contract method; known: {', '.join(CONTRACT_METHODS)}")
         return getattr(self.learner, method)(*args, **kwargs)
 
+    # -- the weight-sync group (rank 0 is its rank 0; `vo3rl.rollout.weight_group`) ---------------
+    def open_weight_sync(self, world_size: int, timeout_s: float) -> tuple[str, int]:
+        """Start the group's store on this node (rank 0 only); its address for the engines."""
+        from vo3rl.rollout.weight_group import open_store
+
+        self.leave_weight_sync()
+        host = ray.util.get_node_ip_address()
+        self._sync_store = open_store(host, world_size, timeout_s)
+        self._sync_args = (world_size, timeout_s)
+        return host, int(self._sync_store.port)
+
+    def join_weight_sync(self, backend: str) -> None:
+        """Join as group rank 0; blocks until every engine worker has joined."""
+        from vo3rl.rollout.weight_group import WeightGroup
+
+        world_size, timeout_s = self._sync_args
+        self._sync_group = WeightGroup(0, world_size, backend, timeout_s, store=self._sync_store)
+
+    def send_weights(self, bucket_bytes: int) -> dict:
+        """Gather the full weights (a collective: every rank calls this) and broadcast them from rank 0
+        in buckets of at most `bucket_bytes`; the send's figures (`weight_group.send_weights`, plus
+        `export_s`: the gather's seconds), empty on the other ranks."""
+        import time
+
+        from vo3rl.rollout.weight_group import send_weights
+
+        start = time.perf_counter()
+        weights = self.learner.export_weights()
+        if self.learner.rank != 0:
+            return {}
+        export_s = time.perf_counter() - start
+        return send_weights(self._sync_group, weights, bucket_bytes) | {"export_s": export_s}
+
+    def leave_weight_sync(self) -> None:
+        group = getattr(self, "_sync_group", None)
+        if group is not None:
+            group.close()
+        self._sync_group = None
+        self._sync_store = None
+
     def shutdown(self) -> None:
-        """Shut the learner down and leave the process group this actor joined."""
+        """Shut the learner down and leave the process groups this actor joined."""
+        self.leave_weight_sync()
         self.learner.shutdown()
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -111,11 +156,21 @@ class LearnerGroup:
             ).remote(r, cfg.ranks, master, port, str(model_path), asdict(cfg), total_steps, log_level)
             for r in range(cfg.ranks)
         ]
+        # Calls on all ranks are issued under this lock, so that every rank queues them in the same order
+        # even when two driver threads call (a collective issued in different orders would deadlock).
+        self._issue = threading.Lock()
         ray.get([w.node_ip.remote() for w in self.workers])  # wait until every rank is up
 
     def _on_all_ranks(self, method: str, *args, **kwargs) -> Any:
         """Run the contract's `method` with the same arguments on every rank; rank 0's answer."""
-        return ray.get([w.call.remote(method, *args, **kwargs) for w in self.workers])[0]
+        with self._issue:
+            refs = [w.call.remote(method, *args, **kwargs) for w in self.workers]
+        return ray.get(refs)[0]
+
+    def on_all_ranks_async(self, method: str, *args) -> list:
+        """Object refs of actor `method(*args)` on every rank (e.g. `send_weights`), issued in order."""
+        with self._issue:
+            return [getattr(w, method).remote(*args) for w in self.workers]
 
     def _shares(self, trajectories: list) -> list[list[int]]:
         """Indices of `trajectories` for each rank, balanced by length in tokens."""
@@ -128,10 +183,11 @@ class LearnerGroup:
         summed token counts and loss sums, the slowest rank's seconds, rank 0's other metrics."""
         global_tokens = n_trained_tokens(trajectories, loss_on)
         shares = self._shares(trajectories)
-        results = ray.get([
-            w.call.remote("train_step", [trajectories[i] for i in share], loss, loss_on, use_tdam,
-                          inputs.select(share) if inputs is not None else None, global_tokens=global_tokens)
-            for w, share in zip(self.workers, shares)])
+        with self._issue:
+            refs = [w.call.remote("train_step", [trajectories[i] for i in share], loss, loss_on, use_tdam,
+                                  inputs.select(share) if inputs is not None else None, global_tokens=global_tokens)
+                    for w, share in zip(self.workers, shares)]
+        results = ray.get(refs)
         merged = dict(results[0])
         for key in {"loss", "tokens", "padded_tokens"} | {k for r in results for k in r if k.startswith("sum/")}:
             merged[key] = sum(r.get(key, 0.0) for r in results)
@@ -143,8 +199,10 @@ class LearnerGroup:
                  use_tdam: bool = False) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
         """Per trajectory (input order) log-probs and entropies, as `Learner.logprobs`."""
         shares = self._shares(trajectories)
-        results = ray.get([w.call.remote("logprobs", [trajectories[i] for i in share], with_entropy, loss_on, use_tdam)
-                           for w, share in zip(self.workers, shares)])
+        with self._issue:
+            refs = [w.call.remote("logprobs", [trajectories[i] for i in share], with_entropy, loss_on, use_tdam)
+                    for w, share in zip(self.workers, shares)]
+        results = ray.get(refs)
         logprobs, entropy = [None] * len(trajectories), [None] * len(trajectories)
         for share, (lp, ent) in zip(shares, results):
             for j, i in enumerate(share):
@@ -170,7 +228,9 @@ class LearnerGroup:
     def shutdown(self) -> None:
         """Stop every rank (leaving the process group), then free their placement."""
         try:
-            ray.get([w.shutdown.remote() for w in self.workers])
+            with self._issue:
+                refs = [w.shutdown.remote() for w in self.workers]
+            ray.get(refs)
         finally:
             for worker in self.workers:
                 ray.kill(worker)

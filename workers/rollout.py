@@ -8,7 +8,8 @@
     results = group.tts(samples, n=8, vote="confidence")                   # Open-o3 test-time scaling
 
 A worker that dies (its process killed, out of memory) is restarted, given the newest weights, and its
-share of the batch generated again, at most `max_restarts` times per call.
+share of the batch generated again, at most `max_restarts` times per call. With the process-group weight
+sync (`vo3rl.workers.weight_sync`) the newest weights are in no object: `on_restart` brings them.
 """
 from __future__ import annotations
 
@@ -92,6 +93,24 @@ class RolloutWorker:
         self.engine.update_weights(state_dict, version)
         return self.engine.weight_version
 
+    # -- the weight-sync group (`rl.weight_sync: process_group`) ----------------------------------
+    def join_weight_sync(self, host: str, port: int, first_rank: int, world_size: int, backend: str,
+                         timeout_s: float) -> list[int]:
+        return self.engine.join_weight_sync(host, port, first_rank, world_size, backend, timeout_s)
+
+    def receive_weights(self, version: int | None = None) -> int:
+        """Receive one broadcast of the weights and load it in place, as `version`; returns the
+        engine's weight version."""
+        self.engine.receive_weights(version)
+        return self.engine.weight_version
+
+    def leave_weight_sync(self) -> None:
+        self.engine.leave_weight_sync()
+
+    def weights_digest(self) -> dict[str, str]:
+        """SHA-256 per loaded tensor (`VLLMEngine.weights_digest`), to compare two engines' weights."""
+        return self.engine.weights_digest()
+
 
 def rollout_config(section) -> RolloutConfig:
     """A RolloutConfig from a recipe's `rollout:` section (a RolloutConfig, a mapping, or None)."""
@@ -152,6 +171,7 @@ class RolloutGroup:
         self.restarts = 0
         self.last_stats: list[dict] = []
         self._weights = None  # object ref of the newest weights, given to a restarted worker
+        self.on_restart = None  # (index, worker) -> None: its weights when no object holds them (process group)
         self.weight_version = weight_version
         self.concurrent_updates = concurrent_updates
         timeout_s = placement_timeout_s or getattr(getattr(recipe, "ray", None), "placement_timeout_s", 600.0)
@@ -183,6 +203,8 @@ class RolloutGroup:
         ray.get(worker.ready.remote())
         if self._weights is not None:
             ray.get(worker.update_weights.remote(self._weights, self.weight_version))
+        elif self.on_restart is not None:
+            self.on_restart(index, worker)
         self.workers[index] = worker
 
     def _fan_out(self, method: str, samples: list, *args) -> list:
@@ -232,6 +254,12 @@ class RolloutGroup:
         self.weight_version = self.weight_version + 1 if version is None else int(version)
         self._weights = ray.put(state_dict)
         ray.get([w.update_weights.remote(self._weights, self.weight_version) for w in self.workers])
+
+    def weights_synced(self, version: int) -> None:
+        """The engines hold weight `version`, sent some other way (the process-group sync): no object
+        holds them, so a restarted worker asks `on_restart`."""
+        self.weight_version = int(version)
+        self._weights = None
 
     def ready(self, timeout_s: float = 60.0) -> list[dict]:
         """Every worker's health answer; raises GetTimeoutError when one does not answer in time."""

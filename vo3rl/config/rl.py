@@ -13,6 +13,7 @@ KL_ESTIMATORS = ("k1", "k3", "low_var_kl")
 OLD_LOGPROBS = ("learner", "rollout", "on_policy")
 MODES = ("sync", "one_step_off", "async")
 IS_CORRECTIONS = ("none", "token", "sequence")
+WEIGHT_SYNCS = ("object_store", "process_group")
 
 
 @dataclass
@@ -80,6 +81,12 @@ class RLConfig:
     default); "one_step_off" collects step n+1's batch while the learner trains on step n's (every
     trajectory one weight version old); "async" generates continuously into a queue of `queue_size`
     rounds, trains on groups at most `max_staleness` versions old and syncs weights mid-decoding.
+    `weight_sync`: how the learner's weights reach the rollout engines after an update.
+    "object_store" (the default): the full state dict goes through Ray's object store (learner ->
+    driver -> every worker). "process_group": learner rank 0 broadcasts it over a torch.distributed
+    group of its own with every engine worker (gloo on CPU, NCCL when the learner and the engines all
+    have GPUs), in buckets of at most `weight_sync_bucket_mb` MiB (`vo3rl.workers.weight_sync`,
+    `docs/weight_sync.md`). The loaded weights are bit for bit the same either way.
     Placement: `rollout_workers` vLLM actors (their CPUs and GPUs: `rollout.worker_cpus`,
     `rollout.worker_gpus`), `reward_workers` CPU actors, and `learner.ranks` FSDP2 ranks with
     `learner_gpus` GPUs each.
@@ -112,6 +119,8 @@ class RLConfig:
     mode: str = "sync"
     max_staleness: int = 1
     queue_size: int = 2
+    weight_sync: str = "object_store"
+    weight_sync_bucket_mb: int = 256
 
     def validate(self) -> None:
         """Raise ValueError naming the first key whose value makes no sense, with the value and the rule."""
@@ -142,6 +151,8 @@ class RLConfig:
             (self.mode in MODES, "mode", self.mode, f"one of {', '.join(MODES)}"),
             (self.max_staleness >= 0, "max_staleness", self.max_staleness, ">= 0 (weight versions)"),
             (self.queue_size >= 1, "queue_size", self.queue_size, ">= 1 (rollout rounds)"),
+            (self.weight_sync in WEIGHT_SYNCS, "weight_sync", self.weight_sync, f"one of {', '.join(WEIGHT_SYNCS)}"),
+            (self.weight_sync_bucket_mb >= 1, "weight_sync_bucket_mb", self.weight_sync_bucket_mb, ">= 1 (MiB)"),
             (self.loss.is_correction == "none" or self.old_logprobs != "rollout", "loss.is_correction",
              self.loss.is_correction, "none with old_logprobs: rollout (the ratio is already taken against the "
              "rollout's log-probs; correct against a learner or on_policy proximal policy)"),

@@ -1,9 +1,14 @@
-"""Scene looks for the synthetic set's "look" question style: whole-frame patterns a coarse view resolves.
+"""Scene looks for the synthetic set's "look" and "marked" question styles: whole-frame patterns a
+coarse view resolves.
 
 A look is a light-grey pattern over the scene's background, drawn on a grid of `GRID` x `GRID` cells
 (14 px at 112 px: one 14-px vision patch per cell, so a 28-px vision token sees 2 x 2 cells). Every
 pattern lights large areas of the frame, so the look survives the global view's resolution and a
 moderate downscale; a question can then name a scene by what the overview shows instead of by its time.
+
+In "marked" style the looks are a *clock*: scene k always shows `CLOCK_LOOKS[k]`, a code on the 2 x 2
+cells one vision token sees, the same in every token of the frame and lighting at most two of the
+four cells (so the scene's background, which marks the asked scene, shows in every token too).
 Pure numpy, no I/O.
 """
 from __future__ import annotations
@@ -33,8 +38,18 @@ _PATTERNS: dict[str, _Cells] = {
     "boxed": lambda r, c: (abs(2 * r - (GRID - 1)) <= 3) & (abs(2 * c - (GRID - 1)) <= 3),
     "slashed": lambda r, c: (r + c) % 4 < 2,  # diagonal bands
     "ringed": lambda r, c: np.maximum(abs(2 * r - (GRID - 1)), abs(2 * c - (GRID - 1))) % 4 == 1,
+    # The clock's other codes: the phase-shifted twins of dotted, striped and barred.
+    "speckled": lambda r, c: (r % 2 == 1) & (c % 2 == 1),
+    "ruled": lambda r, c: r % 2 == 1,
+    "ribbed": lambda r, c: c % 2 == 1,
 }
-LOOKS: tuple[str, ...] = tuple(_PATTERNS)
+# The "look" style's looks, drawn in a random order per video (the clock codes are not among them).
+LOOKS: tuple[str, ...] = ("plain", "striped", "barred", "checked", "dotted", "framed", "crossed", "boxed",
+                          "slashed", "ringed")
+# The "marked" style's clock: scene k of every video shows CLOCK_LOOKS[k].
+CLOCK_LOOKS: tuple[str, ...] = ("plain", "dotted", "speckled", "striped", "ruled", "barred", "ribbed", "checked")
+# The background of the scene(s) a "marked" question asks about; every other scene has LOOK_BACKGROUND.
+MARK_BACKGROUND = "maroon"
 
 
 def look_mask(look: str, height: int, width: int) -> np.ndarray:

@@ -9,18 +9,19 @@ Invariants that make every answer unique and every data type honest:
   a long event covers at least one global-view frame. Both use the sampler's own frame selection.
 - In "look" style every scene of a video has its own look (vo3rl/data/synth_looks.py), and a long
   event leaves at least one of its scene's global-view frames uncovered, so the overview always shows
-  the look of the scene a question names.
+  the look of the scene a question names. "marked" style does the same for the marked scene(s): the
+  scenes a question asks about get the maroon background, every scene k shows the clock look k.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import permutations
 
 import numpy as np
 
 from vo3rl.config.synth import REGIONS, SynthConfig
 from vo3rl.data.schema import DataType
-from vo3rl.data.synth_looks import LOOK_BACKGROUND, LOOKS
+from vo3rl.data.synth_looks import CLOCK_LOOKS, LOOK_BACKGROUND, LOOKS, MARK_BACKGROUND
 from vo3rl.video.budgets import crop_spec
 from vo3rl.video.timeline import select_frames
 from vo3rl.video.types import SamplingSpec
@@ -149,6 +150,10 @@ def _scenes(n_frames: int, fps: int, cfg: SynthConfig, rng: np.random.Generator)
             raise ValueError(f"{count} scenes but only {len(LOOKS)} distinct looks for question_style='look'")
         looks = rng.permutation(len(LOOKS))
         return [Scene(i, first, end, LOOK_BACKGROUND, LOOKS[looks[i]]) for i, (first, end) in enumerate(bounds)]
+    if cfg.question_style == "marked":
+        if count > len(CLOCK_LOOKS):
+            raise ValueError(f"{count} scenes but the clock has {len(CLOCK_LOOKS)} looks for question_style='marked'")
+        return [Scene(i, first, end, LOOK_BACKGROUND, CLOCK_LOOKS[i]) for i, (first, end) in enumerate(bounds)]
     names = list(BACKGROUNDS)
     order = rng.permutation(len(names))
     if count > len(names) and cfg.question_style == "scene":
@@ -242,4 +247,7 @@ def plan_video(name: str, cfg: SynthConfig, rng: np.random.Generator, data_types
             plan.dropped_questions += 1
         else:
             plan.questions.append(question)
+    if cfg.question_style == "marked":
+        asked = {e.scene for q in plan.questions for e in q.clues}
+        plan.scenes = [replace(s, background=MARK_BACKGROUND) if s.index in asked else s for s in plan.scenes]
     return plan

@@ -43,23 +43,33 @@ def _when(plan: VideoPlan, scene: int, style: str) -> str:
         return f"while the background is {plan.scenes[scene].background}"
     if style == "look":
         return f"during the {plan.scenes[scene].look} scene"
+    if style == "marked":
+        return f"during the {plan.scenes[scene].background} scene"
     start, end = _span(plan, scene)
     return f"between {seconds_text(start)} s and {seconds_text(end)} s"
 
 
 def _locate(plan: VideoPlan, scene: int, style: str) -> str:
-    """In "look" style, the sentence placing the named scene in time (with a trailing space); else ""
-    (the question already gives the time, or the background names the scene as it does today)."""
-    if style != "look":
-        return ""
+    """In "look" and "marked" style, the sentence placing the named scene in time (with a trailing
+    space); else "" (the question already gives the time, or the background names the scene as it
+    does today). "marked" names the clock look it read first: the look is what tells the time."""
     start, end = _span(plan, scene)
-    return f"The {plan.scenes[scene].look} scene runs from {seconds_text(start)} s to {seconds_text(end)} s. "
+    span = f"from {seconds_text(start)} s to {seconds_text(end)} s"
+    s = plan.scenes[scene]
+    if style == "look":
+        return f"The {s.look} scene runs {span}. "
+    if style == "marked":
+        return f"The {s.background} scene is the {s.look} one, {span}. "
+    return ""
 
 
 def question_text(plan: VideoPlan, q: QuestionPlan, style: str) -> str:
     if q.data_type is DataType.TEMPORAL_GROUNDING:
         return f"When does {_phrase(q.region)} turn {q.clues[0].colour}? Give the start and end in seconds."
     whens = [_when(plan, e.scene, style) for e in q.clues]
+    if style == "marked" and len(whens) > 1:  # the marks look alike: "during the 2 maroon scenes, in order"
+        return (f"What colours fill {_phrase(q.region)} during the {len(whens)} {plan.scenes[q.clues[0].scene].background}"
+                " scenes, in order?")
     if len(whens) == 1:
         return f"What colour fills {_phrase(q.region)} {whens[0]}?"
     return f"What colours fill {_phrase(q.region)} {' and '.join(whens)}, in that order?"

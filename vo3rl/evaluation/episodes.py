@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from vo3rl.agent.parse import final_answer
-from vo3rl.evaluation.seeking import seek_episode, seeking_metrics
+from vo3rl.evaluation.seeking import clue_hit, clue_iog, has_clues, seek_episode, seeking_metrics
 from vo3rl.rl.step_metrics import rollout_metrics
 
 
@@ -20,19 +20,25 @@ def episode_record(sample, trajectory, result) -> dict:
     """One scored episode as a JSON-ready dict: the question, what the model wrote each turn, its
     parsed answer against the ground truth, how it scored, the views it watched (the global view
     and each crop: interval in seconds of the original video, rate, frames, vision tokens and the
-    budget it was sampled under), the sample's benchmark groups (task type, VideoMME duration, …) and
-    `seconds` (wall, from the start of the rollout call to the episode's end)."""
+    budget it was sampled under), the sample's benchmark groups (task type, VideoMME duration, …),
+    `seek` (whether the sample needs the tool, and for one with clue time whether a crop hit a clue
+    and the clue IoG) and `seconds` (wall, from the start of the rollout call to the episode's end)."""
     texts = trajectory.assistant_texts
     views = [{"start_s": span.spec.start_s, "end_s": span.spec.end_s, "fps": span.spec.fps,
               "frames": span.n_frames, "vision_tokens": span.n_vision_tokens, "turn": span.turn,
               "max_frames": span.spec.max_frames, "max_tokens": span.spec.max_tokens,
               "max_tokens_per_patch": span.spec.max_tokens_per_patch}
              for span in sorted(trajectory.videos, key=lambda span: span.start)]
+    seek = seek_episode(sample, trajectory, result)
+    seek_record = {"needs_tool": seek.needs_tool}
+    if has_clues(seek):
+        seek_record.update(clue_hit=clue_hit(seek), clue_iog=round(clue_iog(seek), 4))
     return {"sample": sample.id, "question": sample.question, "task": sample.task.value, "answer": sample.answer,
             "prediction": final_answer(texts[-1]) if texts else None, "turns": texts,
             "tool_calls": len(trajectory.tool_calls), "exceeded": trajectory.exceeded,
             "views": views, "vision_tokens": trajectory.n_vision_tokens, "seconds": round(trajectory.seconds, 3),
             "groups": {key: sample.extra[key] for key in GROUP_KEYS if isinstance(sample.extra.get(key), (str, int))},
+            "seek": seek_record,
             "total": result.total, "components": result.components, "errors": result.errors}
 
 

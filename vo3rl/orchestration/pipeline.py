@@ -135,4 +135,22 @@ def run_pipeline(recipe: Recipe, memory=None) -> list[tuple[str, float, dict]]:
             summary = {**summary, **memory.take()}
         log.info("stage %s: done in %.1f s", name, seconds)
         results.append((name, seconds, summary))
+    write_run_summary(recipe, results)
     return results
+
+
+def write_run_summary(recipe: Recipe, results: list[tuple[str, float, dict]]) -> Path:
+    """`<run.output_dir>/summary.json`: the seed, each stage's seconds and summary, and, when the RL
+    stage evaluated before and after, its `eval` block (`after_sft`, `after_rl`, the paired tests)."""
+    out = Path(recipe.run.output_dir)
+    summary: dict = {"run": recipe.run.name, "seed": recipe.run.seed,
+                     "stages": [{"stage": name, "seconds": round(seconds, 1), **result} for name, seconds, result in results]}
+    rl_summary = out / "rl" / "summary.json"
+    if "rl" in recipe.run.stages and rl_summary.is_file():
+        block = json.loads(rl_summary.read_text()).get("eval")
+        if block:
+            summary["eval"] = block
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "summary.json"
+    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return path

@@ -18,7 +18,8 @@ from vo3rl.config.schema import Recipe
 from vo3rl.data.readers import read_samples
 from vo3rl.data.schema import Sample
 from vo3rl.data.skips import SkipLog
-from vo3rl.evaluation.episodes import evaluate
+from vo3rl.evaluation.compare import compare_evaluations
+from vo3rl.evaluation.episodes import evaluate_records
 from vo3rl.log import get_logger, progress
 from vo3rl.metrics import MetricsLog, open_wandb, trajectory_table
 from vo3rl.orchestration.ray_setup import start_ray
@@ -28,6 +29,7 @@ from vo3rl.train.checkpoint import hf_dir, latest_checkpoint, read_driver_state,
 from vo3rl.workers.learner import LearnerGroup
 from vo3rl.workers.reward import RewardPool
 from vo3rl.workers.rollout import RolloutGroup
+from vo3rl.workers.weight_sync import ProcessGroupSync, weight_sync_backend
 
 log = get_logger(__name__)
 
@@ -45,6 +47,7 @@ class RLRun:
     step: int = 0
     driver_state: dict = field(default_factory=dict)  # the checkpoint's, as resumed
     steps: SyncSteps | None = None  # the step runner of rl.mode
+    eval_records: list[dict] = field(default_factory=list)  # the episodes of the latest evaluation
 
     @property
     def checkpoints(self) -> Path:
@@ -54,8 +57,9 @@ class RLRun:
         """Greedy episodes on the eval split; each one is kept in `eval/step_<n>.jsonl`."""
         if self.steps is not None:
             self.steps.pause()
-        return evaluate(self.services.rollout, self.services.rewards, self.eval_samples,
-                        self.out / "eval" / f"step_{self.step:06d}.jsonl")
+        metrics, self.eval_records = evaluate_records(self.services.rollout, self.services.rewards, self.eval_samples,
+                                                      self.out / "eval" / f"step_{self.step:06d}.jsonl")
+        return metrics
 
     def save(self) -> Path:
         """Checkpoint the policy, optimizer and driver state as `checkpoints/step_<n>` (the servable
@@ -70,6 +74,8 @@ class RLRun:
     def close(self) -> None:
         if self.steps is not None:
             self.steps.close()
+        if self.services.weight_sync is not None:
+            self.services.weight_sync.close()
         self.metrics.close()
 
 
@@ -115,6 +121,9 @@ def open_rl_run(recipe: Recipe) -> RLRun:
                              concurrent_updates=cfg.mode == "async"),
         rewards=RewardPool(recipe.reward, cfg.reward_workers, cfg.judge_concurrency, recipe.run.log_level),
         learner=learner, reference=reference)
+    if cfg.weight_sync == "process_group":  # else the object store (sync_weights' default path)
+        services.weight_sync = ProcessGroupSync(learner, services.rollout, cfg.weight_sync_bucket_mb,
+                                                weight_sync_backend(cfg.learner_gpus, recipe.rollout.worker_gpus))
     metrics = MetricsLog(out / "metrics.jsonl", open_wandb(recipe, out, job_type="rl",
                                                            resume_id=driver_state.get("wandb_id")))
     run = RLRun(recipe=recipe, out=out, prompts=PromptSet(samples, recipe.run.seed), services=services,
@@ -131,10 +140,12 @@ def train(recipe: Recipe) -> dict:
     run = open_rl_run(recipe)
     cfg = recipe.rl
     summary: dict = {"reward_by_step": [], "accuracy_by_step": []}
+    before_records: list[dict] = []
     run.steps = step_runner(cfg, run.prompts, run.services, run.step, run.driver_state)
     try:
         if run.step == 0 and run.eval_samples:
             summary["before"] = run.evaluate()
+            before_records = run.eval_records
             run.metrics.log(summary["before"], step=0)
         for step in progress(range(run.step, cfg.steps), desc="rl", total=cfg.steps - run.step, unit="step"):
             start = time.perf_counter()
@@ -158,6 +169,8 @@ def train(recipe: Recipe) -> dict:
         if run.eval_samples:
             summary["after"] = run.evaluate()
             run.metrics.log(summary["after"], step=run.step)
+            if before_records:  # a resumed run has no before-evaluation of its own to pair with
+                summary["eval"] = compare_evaluations(summary["before"], before_records, summary["after"], run.eval_records)
         rollout = run.services.rollout
         summary.update({"steps": run.step, "checkpoint": str(final) if final else None,
                         "skipped_samples": dict(rollout.skipped), "failed_trajectories": dict(rollout.failed)})

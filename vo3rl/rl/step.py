@@ -49,6 +49,15 @@ class Rollout(Protocol):
     def update_weights(self, weights: dict, version: int | None = None) -> None: ...
 
 
+class WeightSync(Protocol):
+    """Carries the learner's weights to the rollout engines some other way than a state dict through
+    `Rollout.update_weights` (`rl.weight_sync: process_group`: `vo3rl.workers.weight_sync`)."""
+
+    def sync(self, version: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Rewards(Protocol):
     """Scores finished trajectories (the reward workers). `progress`: fraction of training done, 0..1."""
 
@@ -57,12 +66,14 @@ class Rewards(Protocol):
 
 @dataclass
 class StepServices:
-    """What one step talks to. `reference` is the frozen reference policy (only with a KL term)."""
+    """What one step talks to. `reference` is the frozen reference policy (only with a KL term);
+    `weight_sync` replaces the object-store weight sync when set."""
 
     rollout: Rollout
     rewards: Rewards
     learner: PolicyLearner
     reference: PolicyLearner | None = None
+    weight_sync: WeightSync | None = None
 
 
 @dataclass
@@ -173,7 +184,10 @@ def engine_metrics(stats: list[dict]) -> dict[str, float]:
 def sync_weights(services: StepServices, version: int, timings: dict) -> None:
     """Step 7: the learner's weights to the rollout engines, in place, as weight `version`."""
     with _timed(timings, "sync"):
-        services.rollout.update_weights(services.learner.export_weights(), version=version)
+        if services.weight_sync is not None:
+            services.weight_sync.sync(version)
+        else:
+            services.rollout.update_weights(services.learner.export_weights(), version=version)
 
 
 def _update(cfg: RLConfig, groups: list[Group], services: StepServices, timings: dict) -> dict:

@@ -18,6 +18,11 @@ RL): it waits for the current engine step, aborts the turns in flight, reloads, 
 (`vo3rl.rollout.partial`: resumed from the tokens sampled so far, or sampled again, by
 `rollout.interrupted_turns`). Only then do the turns' outputs stream (vLLM's cumulative outputs), so
 an engine that is never interrupted works exactly as before.
+
+The weights arrive either as a state dict (`update_weights`: through Ray's object store) or over the
+weight-sync process group (`join_weight_sync` once, then `receive_weights` per sync:
+`rl.weight_sync: process_group`, `vo3rl.rollout.weight_group`); both go through the same interruption
+and cache reset, and load through the same vLLM reload.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ import itertools
 import os
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Hashable
 
@@ -35,6 +41,7 @@ from vo3rl.rollout.engine_inputs import engine_prompt
 from vo3rl.rollout.partial import TurnInFlight
 
 log = get_logger(__name__)
+WORKER_EXTENSION = "vo3rl.rollout.weight_group.WeightSyncExtension"
 
 
 class EngineFailure(Exception):
@@ -72,6 +79,8 @@ def engine_args(cfg: RolloutConfig, model_path: str) -> dict:
     import torch
 
     args = cfg.engine_args(model_path)
+    # Its methods only add collective_rpc targets (the process-group weight sync); nothing else changes.
+    args["worker_extension_cls"] = WORKER_EXTENSION
     if cfg.seed is not None and not torch.cuda.is_available():
         args["enable_chunked_prefill"] = False
         args["max_num_batched_tokens"] = max(args.get("max_num_batched_tokens") or 0, cfg.max_model_len)
@@ -289,12 +298,26 @@ class VLLMEngine:
         running engine, then reset its caches; `version` (default: one more) is the weights' version,
         which every turn sampled from now on carries. May be called from another thread while turns
         decode: they are interrupted between two steps and re-submitted (`rollout.interrupted_turns`)."""
+        self._replace_weights(lambda: self.engine.collective_rpc(
+            "reload_weights", kwargs={"weights_iterator": list(state_dict.items()), "is_checkpoint_format": True}),
+            version)
+
+    def receive_weights(self, version: int | None = None) -> int:
+        """`update_weights` with the weights broadcast over the weight-sync group (joined with
+        `join_weight_sync`); blocks until the learner's rank 0 sends. Returns the bytes received (per
+        engine worker)."""
+        received = []
+        self._replace_weights(lambda: received.extend(self.engine.collective_rpc("vo3rl_receive_weights")), version)
+        return int(received[0]) if received else 0
+
+    def _replace_weights(self, load, version: int | None) -> None:
+        """Run `load()` (which reloads the weights in place) with the engine to itself: after the current
+        step, the turns in flight interrupted and re-submitted afterwards, the caches reset."""
         self._update_waiting.set()
         try:
             with self._lock:
                 interrupted = self._interrupt()
-                self.engine.collective_rpc("reload_weights", kwargs={"weights_iterator": list(state_dict.items()),
-                                                                     "is_checkpoint_format": True})
+                load()
                 self._clear_caches()
                 self.weight_version = self.weight_version + 1 if version is None else int(version)
                 for turn in interrupted:
@@ -302,6 +325,35 @@ class VLLMEngine:
                         self._add(turn)
                     else:  # its whole budget was sampled before the update: the turn is complete
                         self._finished.append((turn.key, turn.finish([], [], "", self.weight_version)))
+        finally:
+            self._update_waiting.clear()
+
+    def join_weight_sync(self, host: str, port: int, first_rank: int, world_size: int, backend: str,
+                         timeout_s: float) -> list[int]:
+        """Join the weight-sync group hosted at `host:port`; the engine's workers take the group ranks
+        `first_rank`, `first_rank` + 1, ... (one per tensor-parallel rank). Blocks until the whole group
+        has joined; returns the ranks taken."""
+        with self._exclusive():
+            return list(self.engine.collective_rpc("vo3rl_join_weight_sync",
+                                                   args=(host, port, first_rank, world_size, backend, timeout_s)))
+
+    def leave_weight_sync(self) -> None:
+        with self._exclusive():
+            self.engine.collective_rpc("vo3rl_leave_weight_sync")
+
+    def weights_digest(self) -> dict[str, str]:
+        """SHA-256 per loaded parameter and buffer (vLLM's names and layout) of the first engine worker:
+        equal digests, bit-identical weights."""
+        with self._exclusive():
+            return self.engine.collective_rpc("vo3rl_weights_digest")[0]
+
+    @contextmanager
+    def _exclusive(self):
+        """The engine to this thread between two steps, nothing interrupted."""
+        self._update_waiting.set()
+        try:
+            with self._lock:
+                yield
         finally:
             self._update_waiting.clear()
 
