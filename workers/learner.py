@@ -232,6 +232,14 @@ class LearnerGroup:
                 refs = [w.shutdown.remote() for w in self.workers]
             ray.get(refs)
         finally:
-            for worker in self.workers:
-                ray.kill(worker)
+            self.kill()
+
+    def kill(self) -> None:
+        """Kill every rank and free their placement without waiting on any: after a lost rank its peers
+        may hang in a collective, so asking them to shut down could wait forever."""
+        for worker in self.workers:
+            ray.kill(worker)
+        self.workers = []
+        if self.placement is not None:
             remove_placement_group(self.placement)
+            self.placement = None

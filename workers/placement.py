@@ -23,9 +23,21 @@ def unplaceable_message(role: str, count: int, bundle: dict, cluster: dict, wait
             f"autoscaler is adding them")
 
 
-def place(role: str, count: int, bundle: dict, timeout_s: float, hint: str) -> PlacementGroup:
-    """`count` bundles of `bundle` (e.g. {"CPU": 1, "GPU": 1}), packed; raises Unplaceable after `timeout_s`."""
-    group = placement_group([dict(bundle) for _ in range(count)], strategy="PACK")
+# How each role's bundles are laid over the nodes when its caller names no strategy. Learner ranks run a
+# collective every step: packed, they talk over the fastest links (NVLink inside a node). Rollout
+# engines never talk to each other: spread, a lost node takes the fewest of them, and each node's
+# host RAM, PCIe and network serve fewer engines. Both are best-effort: one node takes every bundle.
+ROLE_STRATEGIES = {"learner": "PACK", "rollout": "SPREAD"}
+STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+
+
+def place(role: str, count: int, bundle: dict, timeout_s: float, hint: str, strategy: str | None = None) -> PlacementGroup:
+    """`count` bundles of `bundle` (e.g. {"CPU": 1, "GPU": 1}) laid out by `strategy` (one of Ray's
+    STRATEGIES; None: the role's in ROLE_STRATEGIES, else PACK); raises Unplaceable after `timeout_s`."""
+    strategy = strategy or ROLE_STRATEGIES.get(role, "PACK")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"placement strategy {strategy!r} for {role}: one of {', '.join(STRATEGIES)}")
+    group = placement_group([dict(bundle) for _ in range(count)], strategy=strategy)
     try:
         ray.get(group.ready(), timeout=timeout_s)
     except ray.exceptions.GetTimeoutError:

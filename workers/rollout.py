@@ -7,14 +7,18 @@
     group.update_weights(learner_state_dict)                               # in place, prefix cache reset
     results = group.tts(samples, n=8, vote="confidence")                   # Open-o3 test-time scaling
 
-A worker that dies (its process killed, out of memory) is restarted, given the newest weights, and its
-share of the batch generated again, at most `max_restarts` times per call. With the process-group weight
-sync (`vo3rl.workers.weight_sync`) the newest weights are in no object: `on_restart` brings them.
+With several workers a generate call is cut into work units dealt from a queue to whichever worker is
+free next (`vo3rl.rollout.routing`: units, sticky or round-robin members, the call's order); with one,
+it is one call with the whole batch. A worker that dies (its process killed, out of memory) is
+restarted, given the newest weights, and the unit it was running generated again, at most
+`max_restarts` times per unit. With the process-group weight sync (`vo3rl.workers.weight_sync`) the
+newest weights are in no object: `on_restart` brings them.
 """
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import Counter
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -24,6 +28,7 @@ from ray.util.placement_group import remove_placement_group
 
 from vo3rl.config.rollout import RolloutConfig
 from vo3rl.log import get_logger
+from vo3rl.rollout.routing import Piece, in_call_order, plan, take
 from vo3rl.workers.placement import in_bundle, place
 
 log = get_logger(__name__)
@@ -72,10 +77,13 @@ class RolloutWorker:
         return {"model": self.model_path, "pid": os.getpid(), "weight_version": self.engine.weight_version,
                 "busy": self.engine.busy, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
 
-    def generate(self, samples: list, n_per_sample: int, mode: str = "train", group_offset: int = 0):
-        """A `RolloutBatch`: trajectories (with rollout log-probs), skipped samples, failures, stats."""
+    def generate(self, samples: list, n_per_sample: int, mode: str = "train", group_offset: int = 0,
+                 members: list | None = None, call: int | None = None):
+        """A `RolloutBatch`: trajectories (with rollout log-probs), skipped samples, failures, stats.
+        `members`, `call`: which members of each group to run and the call their seeds derive from
+        (`RolloutService.generate`), when one call is spread over several workers."""
         with self._calls:
-            return self.service.generate(samples, n_per_sample, mode, group_offset)
+            return self.service.generate(samples, n_per_sample, mode, group_offset, members, call)
 
     def tts(self, samples: list, n: int, vote: str = "confidence", group_offset: int = 0):
         """A `TTSBatch`: per sample N sampled answers, their ratings and weights, the voted answer."""
@@ -86,6 +94,10 @@ class RolloutWorker:
         """vLLM's log-prob of every token of each trajectory (for rollout/learner agreement checks)."""
         with self._calls:
             return self.service.score(trajectories)
+
+    def clear_caches(self) -> None:
+        """Forget processed videos, vision embeddings and KV blocks (a benchmark starts each measurement cold)."""
+        self.engine.clear_caches()
 
     def update_weights(self, state_dict: dict, version: int | None = None) -> int:
         """Load new weights in place (an object ref passed as the argument arrives resolved), as
@@ -169,7 +181,8 @@ class RolloutGroup:
         self.failed: Counter = Counter()
         self.last_skipped: dict[str, str] = {}  # sample id -> reason, of the latest generate call
         self.restarts = 0
-        self.last_stats: list[dict] = []
+        self.last_stats: list[dict] = []  # per worker call of the latest generate / tts (one per unit)
+        self.calls = 0  # generate calls spread over several workers: their seeds' call number
         self._weights = None  # object ref of the newest weights, given to a restarted worker
         self.on_restart = None  # (index, worker) -> None: its weights when no object holds them (process group)
         self.weight_version = weight_version
@@ -179,8 +192,13 @@ class RolloutGroup:
         # Reserved first, so that a cluster without room says so instead of leaving the engines pending.
         self.placement = (place("rollout", n_workers, bundle, timeout_s, "Lower rl.rollout_workers or "
                                 "rollout.worker_cpus / rollout.worker_gpus") if bundle and n_workers else None)
+        self.placement_timeout_s = timeout_s
         self.workers = [self._start(index) for index in range(n_workers)]
-        ray.get([w.ready.remote() for w in self.workers])
+        try:
+            ray.get([w.ready.remote() for w in self.workers])
+        except BaseException:  # a worker that cannot start: free what was reserved for the others too
+            self.shutdown()
+            raise
 
     def _start(self, index: int):
         options = {"num_cpus": self.cfg.worker_cpus, "num_gpus": self.cfg.worker_gpus}
@@ -199,54 +217,105 @@ class RolloutGroup:
             ray.kill(self.workers[index])
         except Exception:  # already gone
             pass
-        worker = self._start(index)
-        ray.get(worker.ready.remote())
+        worker = self._started(index)
         if self._weights is not None:
             ray.get(worker.update_weights.remote(self._weights, self.weight_version))
         elif self.on_restart is not None:
             self.on_restart(index, worker)
         self.workers[index] = worker
 
-    def _fan_out(self, method: str, samples: list, *args) -> list:
-        """Call worker `method(share, *args, offset)` on contiguous shares of `samples`; a worker that
-        dies is restarted and its share sent again. The workers' batches in share order; their skipped
-        samples and lost trajectories are added to `skipped` / `failed`."""
-        n = len(self.workers)
-        bounds = [len(samples) * i // n for i in range(n + 1)]
-        shares = [(bounds[i], samples[bounds[i] : bounds[i + 1]]) for i in range(n)]
-        calls = {i: getattr(self.workers[i], method).remote(share, *args, offset)
-                 for i, (offset, share) in enumerate(shares) if share}
-        results = {}
-        for index, ref in calls.items():
-            for attempt in range(self.max_restarts + 1):
-                try:
-                    results[index] = ray.get(ref)
-                    break
-                except ray.exceptions.RayActorError:
-                    if attempt == self.max_restarts:
-                        raise
-                    self._restart(index)
-                    offset, share = shares[index]
-                    ref = getattr(self.workers[index], method).remote(share, *args, offset)
-        batches, self.last_stats, self.last_skipped = [], [], {}
-        for index in sorted(results):
-            batch = results[index]
-            batches.append(batch)
-            self.skipped.update(batch.skipped.values())
+    def _started(self, index: int):
+        """Worker `index` started again and answering, within `placement_timeout_s` seconds. A worker
+        whose node has just died may be placed on it before Ray declares the node dead (its bundle is
+        rescheduled only then), so one that dies while starting is started again until the deadline."""
+        deadline = time.monotonic() + self.placement_timeout_s
+        while True:
+            worker = self._start(index)
+            try:
+                ray.get(worker.ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
+                return worker
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError) as exc:
+                ray.kill(worker)
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"rollout worker {index} did not start again within "
+                                       f"{self.placement_timeout_s:g} s (ray.placement_timeout_s): {exc}") from exc
+                log.warning("restarted rollout worker %d did not start (%s); trying again", index,
+                            type(exc).__name__)
+                time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+
+    def _submit(self, index: int, method: str, samples: list, piece: Piece, args: tuple, call: int | None):
+        """Worker `index` runs `method(samples of piece, *args, group offset[, members][, call])`."""
+        extra = {}
+        if piece.members is not None:
+            extra["members"] = [list(members) for members in piece.members]
+        if call is not None:
+            extra["call"] = call
+        return getattr(self.workers[index], method).remote(samples[piece.start : piece.stop], *args, piece.start,
+                                                           **extra)
+
+    def _run_pieces(self, method: str, samples: list, pieces: list[Piece], args: tuple,
+                    call: int | None = None) -> list[tuple[Piece, int, object]]:
+        """Every piece run once: each worker runs one piece at a time and takes the next one it may run
+        when it finishes (ray.wait), so a slow worker runs fewer. A worker that dies is restarted and its
+        piece run again (first, on the restarted worker), at most `max_restarts` times per piece.
+        (piece, worker index, batch) in piece order."""
+        pending, running, done, attempts = list(pieces), {}, {}, Counter()
+
+        def give_work(index: int) -> None:
+            piece = take(pending, index)
+            if piece is not None:
+                running[self._submit(index, method, samples, piece, args, call)] = (index, piece)
+
+        for index in range(len(self.workers)):
+            give_work(index)
+        while running:
+            [ref], _ = ray.wait(list(running), num_returns=1)
+            index, piece = running.pop(ref)
+            try:
+                done[piece] = (index, ray.get(ref))
+            except ray.exceptions.RayActorError:
+                attempts[piece] += 1
+                if attempts[piece] > self.max_restarts:
+                    raise
+                self._restart(index)
+                pending.insert(0, piece)
+            give_work(index)
+        return [(piece, *done[piece]) for piece in pieces]
+
+    def _fan_out(self, method: str, samples: list, pieces: list[Piece], *args, call: int | None = None) -> list:
+        """Run `pieces` of `samples` (`_run_pieces`); add their skipped samples (once per unit) and lost
+        trajectories to `skipped` / `failed`; one `last_stats` entry per piece, with the worker that ran
+        it. (piece, batch) in piece order."""
+        ran = self._run_pieces(method, samples, pieces, args, call)
+        self.last_stats, self.last_skipped, skipped_in_unit = [], {}, {}
+        for piece, index, batch in ran:
+            for sample_id, reason in batch.skipped.items():  # round-robin pieces of a unit share its samples
+                skipped_in_unit[piece.unit, sample_id] = reason
             self.last_skipped.update(batch.skipped)
             self.failed.update(batch.failed)
-            self.last_stats.append(batch.stats)
-        return batches
+            self.last_stats.append({**batch.stats, "worker": index})
+        self.skipped.update(skipped_in_unit.values())
+        return [(piece, batch) for piece, _, batch in ran]
 
     def generate(self, samples: list, n_per_sample: int, mode: str = "train") -> list:
-        """`n_per_sample` trajectories per sample, in sample order, spread over the workers in
-        contiguous shares. Skipped samples and lost trajectories are added to `skipped` / `failed`."""
-        return [t for batch in self._fan_out("generate", samples, n_per_sample, mode) for t in batch.trajectories]
+        """`n_per_sample` trajectories per sample, in sample order. One worker runs the whole call; several
+        share it in work units (`rollout.units_per_worker`, `min_unit_trajectories`, `routing`). Skipped
+        samples and lost trajectories are added to `skipped` / `failed`."""
+        pieces = plan(len(samples), n_per_sample, len(self.workers), self.cfg.units_per_worker, self.cfg.routing,
+                      self.cfg.min_unit_trajectories)
+        call = None  # one worker numbers its calls itself, exactly as before routing existed
+        if len(self.workers) > 1:
+            call, self.calls = self.calls, self.calls + 1
+        ran = self._fan_out("generate", samples, pieces, n_per_sample, mode, call=call)
+        return in_call_order((t.group_index, member, t) for _, batch in ran
+                             for t, member in zip(batch.trajectories, batch.members, strict=True))
 
     def tts(self, samples: list, n: int, vote: str = "confidence") -> list:
         """Test-time scaling (`vo3rl.rollout.tts`): one `TTSResult` per sample that kept an answer,
-        in sample order, spread over the workers like `generate`."""
-        return [r for batch in self._fan_out("tts", samples, n, vote) for r in batch.results]
+        in sample order. One share per worker, as before units existed: a worker numbers its TTS calls
+        itself, so more calls per worker would change their seeds with the load."""
+        pieces = plan(len(samples), n, len(self.workers), units_per_engine=1)
+        return [r for _, batch in self._fan_out("tts", samples, pieces, n, vote) for r in batch.results]
 
     def update_weights(self, state_dict: dict, version: int | None = None) -> None:
         """Send the learner's weights (one object in the store, read by every worker) in place, as
@@ -254,6 +323,10 @@ class RolloutGroup:
         self.weight_version = self.weight_version + 1 if version is None else int(version)
         self._weights = ray.put(state_dict)
         ray.get([w.update_weights.remote(self._weights, self.weight_version) for w in self.workers])
+
+    def clear_caches(self) -> None:
+        """Every worker forgets its prefix, encoder and multimodal caches (no weights change)."""
+        ray.get([w.clear_caches.remote() for w in self.workers])
 
     def weights_synced(self, version: int) -> None:
         """The engines hold weight `version`, sent some other way (the process-group sync): no object

@@ -90,6 +90,10 @@ class RLConfig:
     Placement: `rollout_workers` vLLM actors (their CPUs and GPUs: `rollout.worker_cpus`,
     `rollout.worker_gpus`), `reward_workers` CPU actors, and `learner.ranks` FSDP2 ranks with
     `learner_gpus` GPUs each.
+    `max_auto_resumes`: how many times a run that lost a learner rank (its actor or its node) restarts
+    its actors in-process and resumes from its newest complete checkpoint (step 0, same data order, when
+    it has none yet) before failing; 0 fails at once. A lost rollout engine costs no resume: its rollout
+    group restarts it and redoes its share (`vo3rl.workers.rollout`).
     """
 
     steps: int = 400
@@ -112,6 +116,7 @@ class RLConfig:
     eval_samples: int = 64
     log_trajectories_every: int = 10
     resume: bool = True
+    max_auto_resumes: int = 2
     rollout_workers: int = 1
     reward_workers: int = 1
     judge_concurrency: int = 4
@@ -144,6 +149,7 @@ class RLConfig:
             (self.eval_every >= 0, "eval_every", self.eval_every, ">= 0 (0: before and after only)"),
             (self.eval_samples >= 0, "eval_samples", self.eval_samples, ">= 0"),
             (self.log_trajectories_every >= 0, "log_trajectories_every", self.log_trajectories_every, ">= 0"),
+            (self.max_auto_resumes >= 0, "max_auto_resumes", self.max_auto_resumes, ">= 0 (0: fail at once)"),
             (self.rollout_workers >= 1, "rollout_workers", self.rollout_workers, ">= 1"),
             (self.reward_workers >= 1, "reward_workers", self.reward_workers, ">= 1"),
             (self.judge_concurrency >= 1, "judge_concurrency", self.judge_concurrency, ">= 1"),

@@ -6,6 +6,9 @@ from typing import Any, Optional
 
 from vo3rl.config.names import PROTOCOLS
 
+# How a generate call's trajectories are spread over several engines (`vo3rl.rollout.routing`).
+ROUTINGS = ("sticky", "round_robin")
+
 
 @dataclass
 class RolloutConfig:
@@ -40,6 +43,14 @@ class RolloutConfig:
 
     Placement: each rollout worker (Ray actor) reserves `worker_cpus` CPUs and `worker_gpus` GPUs
     (give it `tensor_parallel_size` GPUs on a cluster).
+
+    Several engines (`rl.rollout_workers` > 1; one worker always gets the whole call): a generate call
+    is cut into `units_per_worker` work units per engine, dealt to whichever engine is free next, but
+    into fewer when a unit would hold fewer than `min_unit_trajectories` trajectories (never fewer than
+    one per engine): a unit is an in-engine batch, and small batches waste decode steps.
+    `routing` "sticky" keeps all members of a sample's group in one unit (they share the prompt prefix,
+    so it is computed once); "round_robin" sends member m of sample i to engine (i + m) mod n, to
+    measure what stickiness buys. The same trajectories (seeds) either way.
     """
 
     max_model_len: int = 32768
@@ -77,6 +88,9 @@ class RolloutConfig:
 
     worker_cpus: float = 1.0
     worker_gpus: float = 0.0
+    routing: str = "sticky"
+    units_per_worker: int = 4
+    min_unit_trajectories: int = 32
 
     def validate(self) -> None:
         checks = [
@@ -92,6 +106,9 @@ class RolloutConfig:
             (self.interrupted_turns in ("resume", "discard"), "interrupted_turns must be resume or discard"),
             (self.torch_threads is None or self.torch_threads >= 1, "torch_threads must be >= 1"),
             (self.worker_cpus >= 0 and self.worker_gpus >= 0, "worker_cpus and worker_gpus must be >= 0"),
+            (self.routing in ROUTINGS, f"routing must be one of {ROUTINGS}, got {self.routing!r}"),
+            (self.units_per_worker >= 1 and self.min_unit_trajectories >= 1,
+             "units_per_worker and min_unit_trajectories must be >= 1"),
             (set(self.profile_video) <= {"num_frames", "width", "height"},
              "profile_video keys are num_frames, width, height"),
         ]

@@ -4,7 +4,9 @@
 ranks and, with KL, a frozen reference) and resumes from the newest complete checkpoint; `train` loops
 the steps of `rl.mode` (`vo3rl.rl.overlap.step_runner`: sync, one_step_off or async), evaluates
 before, every `eval_every` steps and after (the overlapped rollout paused meanwhile), and checkpoints
-through the one writer (`vo3rl.train.checkpoint.write_checkpoint`).
+through the one writer (`vo3rl.train.checkpoint.write_checkpoint`). A lost learner rank or node
+ends the attempt; `train` then releases its actors and opens the run again from the newest complete
+checkpoint, at most `rl.max_auto_resumes` times (`vo3rl.orchestration.auto_resume`).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from vo3rl.evaluation.compare import compare_evaluations
 from vo3rl.evaluation.episodes import evaluate_records
 from vo3rl.log import get_logger, progress
 from vo3rl.metrics import MetricsLog, open_wandb, trajectory_table
+from vo3rl.orchestration.auto_resume import with_auto_resume
 from vo3rl.orchestration.ray_setup import start_ray
 from vo3rl.rl.overlap import SyncSteps, step_runner
 from vo3rl.rl.step import PromptSet, StepServices
@@ -78,15 +81,67 @@ class RLRun:
             self.services.weight_sync.close()
         self.metrics.close()
 
+    def release(self) -> None:
+        """After a failed attempt: kill every actor first (so nothing below waits on a lost one), then
+        close the rest, each part on its own so that one more error frees the others all the same."""
+        services = self.services
+        kill_actors([services.rollout, services.rewards, services.learner, services.reference])
+        parts = [self.steps.close if self.steps is not None else None,
+                 services.weight_sync.close if services.weight_sync is not None else None, self.metrics.close]
+        for part in filter(None, parts):
+            try:
+                part()
+            except Exception as exc:  # the attempt already failed; its error is the one that counts
+                log.warning("releasing the failed RL attempt: %s: %s", type(exc).__name__, exc)
+
+
+@dataclass
+class RunProgress:
+    """What carries over from one attempt of an RL run to the next (`train`'s auto-resume): the
+    checkpoint the next attempt starts from (the newest complete one it knows; None: step 0), the W&B
+    run they share, and the summary so far (per-step lists from `first_step` on, the evaluation before)."""
+
+    checkpoint: Path | None
+    first_step: int = 0
+    wandb_id: str | None = None
+    summary: dict = field(default_factory=lambda: {"reward_by_step": [], "accuracy_by_step": []})
+    before_records: list[dict] = field(default_factory=list)
+
+    @property
+    def step(self) -> int:
+        """The step the next attempt starts at (the checkpoint's; 0 without one)."""
+        return int(read_driver_state(self.checkpoint)["step"]) if self.checkpoint is not None else 0
+
+    def rewind(self, step: int) -> None:
+        """Forget the per-step figures of steps from `step` on (the attempt redoes them)."""
+        for key in ("reward_by_step", "accuracy_by_step"):
+            del self.summary[key][max(0, step - self.first_step):]
+
+
+def kill_actors(groups: list) -> None:
+    """Kill each actor group (`kill()` where it has one, else its `shutdown()`, which only kills), none
+    waited on; a group that fails to go is logged and the others still are."""
+    for group in filter(None, groups):
+        try:
+            (group.kill if hasattr(group, "kill") else group.shutdown)()
+        except Exception as exc:
+            log.warning("could not release %s: %s: %s", type(group).__name__, type(exc).__name__, exc)
+
 
 def _read(path: str, recipe: Recipe, skips: SkipLog) -> list[Sample]:
     return list(read_samples(path, recipe.data.format, data_root=recipe.data.root or None, skips=skips))
 
 
-def open_rl_run(recipe: Recipe) -> RLRun:
-    """Start Ray and the workers, read the prompts, and resume from the newest complete checkpoint."""
+def rl_dir(recipe: Recipe) -> Path:
+    return Path(recipe.run.output_dir) / "rl"
+
+
+def open_rl_run(recipe: Recipe, resume: Path | None, wandb_id: str | None = None) -> RLRun:
+    """Start Ray and the workers, read the prompts, and resume from the complete checkpoint `resume`
+    (None: step 0 from `rl.init_from`). `wandb_id`: the W&B run to continue when the checkpoint names none.
+    A failure half-way kills the actors already started."""
     cfg = recipe.rl
-    out = Path(recipe.run.output_dir) / "rl"
+    out = rl_dir(recipe)
     for stale in (out / "checkpoints").glob("*.tmp"):  # a write killed half-way; the previous one stands
         shutil.rmtree(stale, ignore_errors=True)
     skips = SkipLog("rl prompts")
@@ -96,10 +151,20 @@ def open_rl_run(recipe: Recipe) -> RLRun:
     eval_samples = []
     if cfg.eval_samples and recipe.data.eval:
         eval_samples = _read(recipe.data.eval, recipe, SkipLog("rl eval"))[: cfg.eval_samples]
-    resume = latest_checkpoint(out / "checkpoints") if cfg.resume else None
     policy = str(hf_dir(resume) if resume is not None else cfg.init_from or recipe.model.path)
     log.info("RL policy from %s (%d samples)", policy, len(samples))
     start_ray(recipe.ray)
+    started: list = []  # what a failure before the run is assembled must release
+    try:
+        return _assemble(recipe, samples, eval_samples, policy, resume, wandb_id, started)
+    except BaseException:
+        kill_actors(started)
+        raise
+
+
+def _assemble(recipe: Recipe, samples: list[Sample], eval_samples: list[Sample], policy: str, resume: Path | None,
+              wandb_id: str | None, started: list) -> RLRun:
+    cfg, out = recipe.rl, rl_dir(recipe)
     # The rollout workers reserve their CPUs first; the learner ranks and the KL reference share what is
     # left (a fraction of a CPU each when fewer are left than holders: Ray placement accepts that).
     ranks = recipe.learner.ranks
@@ -110,22 +175,25 @@ def open_rl_run(recipe: Recipe) -> RLRun:
     updates = max(1, cfg.steps * cfg.updates_per_batch)
     placed = dict(gpus_per_rank=cfg.learner_gpus, placement_timeout_s=recipe.ray.placement_timeout_s)
     learner = LearnerGroup(policy, recipe.learner, total_steps=updates, cpus_per_rank=cpus, **placed)
+    started.append(learner)
     if cfg.lr is not None or cfg.warmup_ratio is not None:
         learner.reset_schedule(updates, cfg.lr, cfg.warmup_ratio)
     reference = None
     if cfg.loss.kl_coef:
         reference = LearnerGroup(cfg.init_from or recipe.model.path, recipe.learner, 1, cpus_per_rank=cpus, **placed)
+        started.append(reference)
     driver_state = read_driver_state(resume) if resume is not None else {}
-    services = StepServices(
-        rollout=RolloutGroup(policy, recipe, cfg.rollout_workers, weight_version=int(driver_state.get("step", 0)),
-                             concurrent_updates=cfg.mode == "async"),
-        rewards=RewardPool(recipe.reward, cfg.reward_workers, cfg.judge_concurrency, recipe.run.log_level),
-        learner=learner, reference=reference)
+    rollout = RolloutGroup(policy, recipe, cfg.rollout_workers, weight_version=int(driver_state.get("step", 0)),
+                           concurrent_updates=cfg.mode == "async")
+    started.append(rollout)
+    rewards = RewardPool(recipe.reward, cfg.reward_workers, cfg.judge_concurrency, recipe.run.log_level)
+    started.append(rewards)
+    services = StepServices(rollout=rollout, rewards=rewards, learner=learner, reference=reference)
     if cfg.weight_sync == "process_group":  # else the object store (sync_weights' default path)
         services.weight_sync = ProcessGroupSync(learner, services.rollout, cfg.weight_sync_bucket_mb,
                                                 weight_sync_backend(cfg.learner_gpus, recipe.rollout.worker_gpus))
     metrics = MetricsLog(out / "metrics.jsonl", open_wandb(recipe, out, job_type="rl",
-                                                           resume_id=driver_state.get("wandb_id")))
+                                                           resume_id=driver_state.get("wandb_id") or wandb_id))
     run = RLRun(recipe=recipe, out=out, prompts=PromptSet(samples, recipe.run.seed), services=services,
                 metrics=metrics, eval_samples=eval_samples, driver_state=driver_state)
     if resume is not None:
@@ -136,16 +204,32 @@ def open_rl_run(recipe: Recipe) -> RLRun:
 
 
 def train(recipe: Recipe) -> dict:
-    """The RL stage of `recipe`; resumes from the newest complete checkpoint when `rl.resume`."""
-    run = open_rl_run(recipe)
-    cfg = recipe.rl
-    summary: dict = {"reward_by_step": [], "accuracy_by_step": []}
-    before_records: list[dict] = []
-    run.steps = step_runner(cfg, run.prompts, run.services, run.step, run.driver_state)
+    """The RL stage of `recipe`; resumes from the newest complete checkpoint when `rl.resume`, and
+    in-process after a lost learner rank or node, at most `rl.max_auto_resumes` times. The summary counts
+    those resumes and names the step each restarted from."""
+    out = rl_dir(recipe)
+    progress_so_far = RunProgress(latest_checkpoint(out / "checkpoints") if recipe.rl.resume else None)
+    progress_so_far.first_step = progress_so_far.step
+    summary, resumed_from = with_auto_resume(lambda: _train_once(recipe, progress_so_far), recipe.rl.max_auto_resumes,
+                                             lambda: progress_so_far.step)
+    summary.update({"auto_resumes": len(resumed_from), "auto_resumed_from_steps": resumed_from})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def _train_once(recipe: Recipe, so_far: RunProgress) -> dict:
+    """One attempt: open the run at `so_far.checkpoint`, train to `rl.steps`, evaluate, save. Each
+    checkpoint it writes becomes `so_far.checkpoint`; a failure releases every actor it started."""
+    run = open_rl_run(recipe, so_far.checkpoint, so_far.wandb_id)
+    so_far.wandb_id = run.metrics.wandb_id
+    so_far.rewind(run.step)
+    cfg, summary = recipe.rl, so_far.summary
     try:
+        run.steps = step_runner(cfg, run.prompts, run.services, run.step, run.driver_state)
         if run.step == 0 and run.eval_samples:
             summary["before"] = run.evaluate()
-            before_records = run.eval_records
+            so_far.before_records = run.eval_records
             run.metrics.log(summary["before"], step=0)
         for step in progress(range(run.step, cfg.steps), desc="rl", total=cfg.steps - run.step, unit="step"):
             start = time.perf_counter()
@@ -163,21 +247,24 @@ def train(recipe: Recipe) -> dict:
             if cfg.eval_every and run.step % cfg.eval_every == 0 and run.step < cfg.steps:
                 run.metrics.log(run.evaluate(), step=run.step)
             if cfg.save_every and run.step % cfg.save_every == 0 and run.step < cfg.steps:
-                run.save()
+                so_far.checkpoint = run.save()
         run.steps.pause()
         final = run.save() if cfg.steps else None
+        so_far.checkpoint = final or so_far.checkpoint
         if run.eval_samples:
             summary["after"] = run.evaluate()
             run.metrics.log(summary["after"], step=run.step)
-            if before_records:  # a resumed run has no before-evaluation of its own to pair with
-                summary["eval"] = compare_evaluations(summary["before"], before_records, summary["after"], run.eval_records)
+            if so_far.before_records:  # a run resumed from disk has no before-evaluation of its own to pair with
+                summary["eval"] = compare_evaluations(summary["before"], so_far.before_records, summary["after"],
+                                                      run.eval_records)
         rollout = run.services.rollout
         summary.update({"steps": run.step, "checkpoint": str(final) if final else None,
                         "skipped_samples": dict(rollout.skipped), "failed_trajectories": dict(rollout.failed)})
-        (run.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        return summary
-    finally:
-        run.close()
+    except BaseException:
+        run.release()
+        raise
+    run.close()
+    return summary
 
 
 def _log_trajectories(run: RLRun, step: int, scored: list) -> None:

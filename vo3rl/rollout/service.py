@@ -4,7 +4,8 @@ Every sample's first view is sampled once up front (through the decode-once cach
 then copy it): a sample whose video cannot be read is skipped with its reason, never raised. Each
 trajectory gets `group_index` = its sample's position in the batch (plus `group_offset` when the batch
 was split over workers), so the driver groups the G trajectories of a sample even when the same
-sample appears twice in a batch.
+sample appears twice in a batch. A call may run only some members of each group (`members`: routing
+over several engines, `vo3rl.rollout.routing`); a member's seed is the same whichever engine runs it.
 """
 from __future__ import annotations
 
@@ -57,9 +58,11 @@ class RolloutBatch:
     """One `generate` call's result. `trajectories`: n per kept sample, in sample order; `skipped`:
     sample id -> why its video could not be read (none of its trajectories exist); `failed`: reason ->
     count of single trajectories lost (engine refusals, a video unreadable mid-episode); `stats`:
-    seconds, token counts and the prefix-cache hit rate of the call."""
+    seconds, token counts and the prefix-cache hit rate of the call; `members`: each trajectory's
+    member index in its group (parallel to `trajectories`), to put several engines' output in order."""
 
     trajectories: list[Trajectory] = field(default_factory=list)
+    members: list[int] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     failed: dict[str, int] = field(default_factory=dict)
     stats: dict[str, float] = field(default_factory=dict)
@@ -100,34 +103,42 @@ class RolloutService:
             return err.reason
         return None
 
-    def generate(self, samples: list[Sample], n_per_sample: int, mode: str = "train",
-                 group_offset: int = 0) -> RolloutBatch:
+    def generate(self, samples: list[Sample], n_per_sample: int, mode: str = "train", group_offset: int = 0,
+                 members: list[list[int]] | None = None, call: int | None = None) -> RolloutBatch:
         """`n_per_sample` trajectories per sample. mode "train": the recipe's sampling and turn limit;
         "eval": greedy, the eval turn limit (its last turn forced to answer); "vstar_chain1" / "vstar_chain2":
-        greedy, V-STAR's chained questions (`agent.chain`), a sample without them skipped."""
+        greedy, V-STAR's chained questions (`agent.chain`), a sample without them skipped.
+
+        `members[k]`: the member indices (of 0..n_per_sample-1) to run for samples[k] (None: all; an empty
+        list: none, its video not even read). `call`: the number seeds derive from, given by a driver that
+        splits one call over several engines (None: this service's own count of such calls)."""
         loop = loop_config(self.cfg, mode, self.presets, self.grammar)
         start = time.perf_counter()
-        call = self.calls
-        self.calls += 1
+        if call is None:
+            call = self.calls
+            self.calls += 1
         batch = RolloutBatch()
-        episodes, members = {}, {}
+        episodes, keyed = {}, {}
         chain = chain_of_mode(mode)
         for index, sample in enumerate(samples):
+            wanted = range(n_per_sample) if members is None else members[index]
+            if not wanted:
+                continue
             follow_ups = follow_up_questions(sample, chain, self.templates) if chain else None
             problem = "no_vstar_questions" if chain and follow_ups is None else self._first_view_error(sample)
             if problem is not None:
                 batch.skipped[sample.id] = problem
                 continue
             group = group_offset + index
-            for member in range(n_per_sample):
+            for member in wanted:
                 key = (index, member)
-                members[key] = (sample, group, member)
+                keyed[key] = (sample, group, member)
                 episodes[key] = (chain_episode(sample, follow_ups, self.tokenizer, loop, self.templates, self.cache, group,
                                                self.token_bytes) if chain else
                                  episode(sample, self.tokenizer, loop, self.templates, self.cache, group, self.token_bytes))
 
         def seed_for(key, turn: int) -> int | None:
-            sample, group, member = members[key]
+            sample, group, member = keyed[key]
             return request_seed(self.cfg.seed, call, sample.id, group, member, turn)
 
         before = engine_counts(self.engine)
@@ -141,6 +152,7 @@ class RolloutService:
             if outcome.trajectory is not None:
                 outcome.trajectory.seconds = outcome.seconds
                 batch.trajectories.append(outcome.trajectory)
+                batch.members.append(key[1])
             else:
                 failed[outcome.reason] += 1
         batch.failed = dict(failed)
