@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from vo3rl.config.names import CROP_STRATEGIES, DATA_TYPES, PROTOCOLS
 
 CLUE_DATA_TYPES: tuple[str, ...] = tuple(t for t in DATA_TYPES if t != "temporal_grounding")
-QUESTION_STYLES = ("time", "scene", "look", "marked")
+QUESTION_STYLES = ("time", "scene", "look", "marked", "signed")
 EVENT_SHAPES = ("box", "disc")
 SFT_PROTOCOLS = PROTOCOLS
 OPTION_ORDERS = ("shuffled", "palette")
@@ -37,7 +37,8 @@ class SynthConfig:
     the question names what the global view shows and the model must find the scene's time itself) or
     its mark ("marked" style: the asked scene alone has a maroon background, and every scene k shows
     the clock look CLOCK_LOOKS[k], so the overview tells which scene is marked and the look tells its
-    time; one question per video).
+    time; one question per video) or its sign ("signed" style: every scene is plain but the asked one,
+    which shows the pattern SIGN_LOOKS[k] of its place k; one question per video).
 
     Evidence needing the tool lasts `brief_event_s` and is placed on frames the global view does not
     sample but a crop of its scene does; evidence for no-tool questions lasts `long_event_s` and is
@@ -135,9 +136,10 @@ class SynthConfig:
             )
         # A long event must cover one of its scene's global-view frames and miss another; with the
         # frames at bin centres `spacing` apart that needs at least half a spacing of the scene free.
-        if self.question_style == "marked" and self.questions_per_video != 1:
-            raise ValueError("SynthConfig: question_style='marked' marks the asked scene, so it needs questions_per_video = 1")
-        if self.question_style in ("look", "marked") and self.long_event_s > self.scene_s - spacing / 2:
+        if self.question_style in ("marked", "signed") and self.questions_per_video != 1:
+            raise ValueError(f"SynthConfig: question_style='{self.question_style}' marks the asked scene, so it needs "
+                             "questions_per_video = 1")
+        if self.question_style in ("look", "marked", "signed") and self.long_event_s > self.scene_s - spacing / 2:
             raise ValueError(
                 f"SynthConfig: question_style='{self.question_style}' needs long_event_s <= scene_s - {spacing / 2:.2f} s"
                 f" (global-view frames {spacing:.2f} s apart) so a long event leaves its scene's look in view"

@@ -8,7 +8,9 @@ moderate downscale; a question can then name a scene by what the overview shows 
 
 In "marked" style the looks are a *clock*: scene k always shows `CLOCK_LOOKS[k]`, a code on the 2 x 2
 cells one vision token sees, the same in every token of the frame and lighting at most two of the
-four cells (so the scene's background, which marks the asked scene, shows in every token too).
+four cells (so the scene's background, which marks the asked scene, shows in every token too). In
+"signed" style only the asked scene k shows a pattern, `SIGN_LOOKS[k]`, and every other scene is plain:
+the pattern is both the mark and the clock, so it can be read from the whole view at once.
 Pure numpy, no I/O.
 """
 from __future__ import annotations
@@ -48,6 +50,8 @@ LOOKS: tuple[str, ...] = ("plain", "striped", "barred", "checked", "dotted", "fr
                           "slashed", "ringed")
 # The "marked" style's clock: scene k of every video shows CLOCK_LOOKS[k].
 CLOCK_LOOKS: tuple[str, ...] = ("plain", "dotted", "speckled", "striped", "ruled", "barred", "ribbed", "checked")
+# The "signed" style: every scene plain except the asked one, which shows SIGN_LOOKS[k] for scene k.
+SIGN_LOOKS: tuple[str, ...] = ("dotted", "speckled", "striped", "ruled", "barred", "ribbed", "checked", "slashed")
 # The background of the scene(s) a "marked" question asks about; every other scene has LOOK_BACKGROUND.
 MARK_BACKGROUND = "maroon"
 

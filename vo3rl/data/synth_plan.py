@@ -10,7 +10,8 @@ Invariants that make every answer unique and every data type honest:
 - In "look" style every scene of a video has its own look (vo3rl/data/synth_looks.py), and a long
   event leaves at least one of its scene's global-view frames uncovered, so the overview always shows
   the look of the scene a question names. "marked" style does the same for the marked scene(s): the
-  scenes a question asks about get the maroon background, every scene k shows the clock look k.
+  scenes a question asks about get the maroon background, every scene k shows the clock look k; and
+  "signed" style: every scene plain, the asked scene k alone showing the sign SIGN_LOOKS[k].
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from vo3rl.config.synth import REGIONS, SynthConfig
 from vo3rl.data.schema import DataType
-from vo3rl.data.synth_looks import CLOCK_LOOKS, LOOK_BACKGROUND, LOOKS, MARK_BACKGROUND
+from vo3rl.data.synth_looks import CLOCK_LOOKS, LOOK_BACKGROUND, LOOKS, MARK_BACKGROUND, SIGN_LOOKS
 from vo3rl.video.budgets import crop_spec
 from vo3rl.video.timeline import select_frames
 from vo3rl.video.types import SamplingSpec
@@ -154,6 +155,10 @@ def _scenes(n_frames: int, fps: int, cfg: SynthConfig, rng: np.random.Generator)
         if count > len(CLOCK_LOOKS):
             raise ValueError(f"{count} scenes but the clock has {len(CLOCK_LOOKS)} looks for question_style='marked'")
         return [Scene(i, first, end, LOOK_BACKGROUND, CLOCK_LOOKS[i]) for i, (first, end) in enumerate(bounds)]
+    if cfg.question_style == "signed":
+        if count > len(SIGN_LOOKS):
+            raise ValueError(f"{count} scenes but there are {len(SIGN_LOOKS)} signs for question_style='signed'")
+        return [Scene(i, first, end, LOOK_BACKGROUND, "plain") for i, (first, end) in enumerate(bounds)]
     names = list(BACKGROUNDS)
     order = rng.permutation(len(names))
     if count > len(names) and cfg.question_style == "scene":
@@ -250,4 +255,7 @@ def plan_video(name: str, cfg: SynthConfig, rng: np.random.Generator, data_types
     if cfg.question_style == "marked":
         asked = {e.scene for q in plan.questions for e in q.clues}
         plan.scenes = [replace(s, background=MARK_BACKGROUND) if s.index in asked else s for s in plan.scenes]
+    if cfg.question_style == "signed":
+        asked = {e.scene for q in plan.questions for e in q.clues}
+        plan.scenes = [replace(s, look=SIGN_LOOKS[s.index]) if s.index in asked else s for s in plan.scenes]
     return plan

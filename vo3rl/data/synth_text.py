@@ -45,6 +45,8 @@ def _when(plan: VideoPlan, scene: int, style: str) -> str:
         return f"during the {plan.scenes[scene].look} scene"
     if style == "marked":
         return f"during the {plan.scenes[scene].background} scene"
+    if style == "signed":
+        return "during the patterned scene"
     start, end = _span(plan, scene)
     return f"between {seconds_text(start)} s and {seconds_text(end)} s"
 
@@ -60,6 +62,8 @@ def _locate(plan: VideoPlan, scene: int, style: str) -> str:
         return f"The {s.look} scene runs {span}. "
     if style == "marked":
         return f"The {s.background} scene is the {s.look} one, {span}. "
+    if style == "signed":
+        return f"The patterned scene is the {s.look} one, {span}. "
     return ""
 
 
@@ -67,9 +71,9 @@ def question_text(plan: VideoPlan, q: QuestionPlan, style: str) -> str:
     if q.data_type is DataType.TEMPORAL_GROUNDING:
         return f"When does {_phrase(q.region)} turn {q.clues[0].colour}? Give the start and end in seconds."
     whens = [_when(plan, e.scene, style) for e in q.clues]
-    if style == "marked" and len(whens) > 1:  # the marks look alike: "during the 2 maroon scenes, in order"
-        return (f"What colours fill {_phrase(q.region)} during the {len(whens)} {plan.scenes[q.clues[0].scene].background}"
-                " scenes, in order?")
+    if style in ("marked", "signed") and len(whens) > 1:  # one mark for all: "during the 2 maroon scenes, in order"
+        mark = plan.scenes[q.clues[0].scene].background if style == "marked" else "patterned"
+        return f"What colours fill {_phrase(q.region)} during the {len(whens)} {mark} scenes, in order?"
     if len(whens) == 1:
         return f"What colour fills {_phrase(q.region)} {whens[0]}?"
     return f"What colours fill {_phrase(q.region)} {' and '.join(whens)}, in that order?"
