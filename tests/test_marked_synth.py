@@ -3,7 +3,6 @@ k shows clock look k, and the brief flash is only in a crop. Checked on the deco
 view the project's own sampler gives."""
 from __future__ import annotations
 
-import filecmp
 import json
 import os
 import re
@@ -11,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from test_seek_synth import DEMO, _global_view, _in_scene, _plans, _shows_colour
+from test_seek_synth import DEMO, assert_regenerates_the_same_bytes, _global_view, _in_scene, _plans, _shows_colour
 from vo3rl.config.synth import SynthConfig
 from vo3rl.data.readers import read_seeker, read_sft
 from vo3rl.data.schema import DataType
@@ -63,10 +62,7 @@ def test_clock_codes_are_distinct_in_every_vision_token_and_leave_the_background
 
 def test_same_seed_same_data(marked, tmp_path):
     cfg, out = marked
-    again = str(tmp_path / "b")
-    generate(SynthConfig(**MARKED), again)
-    for name in ("rl_train.jsonl", "sft_train.jsonl", "eval.jsonl", *(f"videos/{v}" for v in os.listdir(f"{out}/videos"))):
-        assert filecmp.cmp(os.path.join(out, name), os.path.join(again, name), shallow=False), name
+    assert_regenerates_the_same_bytes(MARKED, out, str(tmp_path / "b"))
 
 
 def test_only_the_asked_scenes_are_marked_and_the_clock_is_fixed(marked):

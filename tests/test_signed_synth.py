@@ -3,14 +3,13 @@ sign of its place (SIGN_LOOKS[k]); the sign shows in the global view, the brief 
 Checked on the decoded videos at the global view the project's own sampler gives."""
 from __future__ import annotations
 
-import filecmp
 import os
 import re
 
 import numpy as np
 import pytest
 
-from test_seek_synth import DEMO, _global_view, _in_scene, _plans, _shows_colour
+from test_seek_synth import DEMO, assert_regenerates_the_same_bytes, _global_view, _in_scene, _plans, _shows_colour
 from vo3rl.config.synth import SynthConfig
 from vo3rl.data.readers import read_seeker, read_sft
 from vo3rl.data.synth import generate
@@ -41,10 +40,7 @@ def _nearest_look(frame: np.ndarray) -> str:
 
 def test_same_seed_same_data(signed, tmp_path):
     cfg, out = signed
-    again = str(tmp_path / "b")
-    generate(SynthConfig(**SIGNED), again)
-    for name in ("rl_train.jsonl", "sft_train.jsonl", "eval.jsonl", *(f"videos/{v}" for v in os.listdir(f"{out}/videos"))):
-        assert filecmp.cmp(os.path.join(out, name), os.path.join(again, name), shallow=False), name
+    assert_regenerates_the_same_bytes(SIGNED, out, str(tmp_path / "b"))
 
 
 def test_only_the_asked_scenes_carry_their_sign_and_the_global_view_shows_it(signed):
