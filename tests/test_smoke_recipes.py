@@ -22,7 +22,8 @@ SMOKES = {  # overlay -> the paper recipe it must stay algorithmically equal to
 # limits, TDAM, schedule shape — must be the paper's.
 SIZE_AND_PLACE = (
     "run.", "model.path", "model.tiny.", "data.", "wandb.", "ray.",
-    "learner.ranks", "learner.micro_batch_tokens", "learner.dtype", "learner.backend",
+    "learner.ranks", "learner.micro_batch_tokens", "learner.dtype", "learner.dist_backend", "learner.backend",
+    "learner.megatron.",
     "sft.learner_gpus", "sft.batch_size", "sft.max_length", "sft.eval_every", "sft.save_every", "sft.gen_eval",
     "sft.stages.0.max_steps",
     "rollout.dtype", "rollout.max_model_len", "rollout.max_context", "rollout.reserve_tokens",

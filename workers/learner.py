@@ -1,7 +1,9 @@
-"""Learner workers: one Ray actor per FSDP2 rank, placed by a placement group, the ranks forming one
-process group (gloo on CPU, NCCL on GPU). Each actor hosts a `vo3rl.train.learner.Learner` and runs
-the learner contract's methods on it (`LearnerWorker.call`); `LearnerGroup` is the contract for the
-whole group: it splits a batch over the ranks and merges their answers.
+"""Learner workers: one Ray actor per learner rank, placed by a placement group, the ranks forming one
+process group (gloo on CPU, NCCL on GPU). Each actor hosts the learner `learner.backend` names
+(`make_learner`: FSDP2's `vo3rl.train.learner.Learner` or megatron's `MegatronLearner`) and runs the
+learner contract's methods on it (`LearnerWorker.call`); `LearnerGroup` is the contract for the whole
+group: it splits a batch over the data-parallel replicas and merges their answers. Under Megatron's
+tensor parallelism the ranks of one replica get the same share (`vo3rl.train.megatron.layout`).
 
     group = LearnerGroup(model_path, LearnerConfig(ranks=2), total_steps=100)
     metrics = group.train_step(trajectories, loss="sft")     # split over ranks, normalised globally
@@ -35,6 +37,7 @@ from vo3rl.train import fsdp
 from vo3rl.train.batch import n_trained_tokens
 from vo3rl.train.contract import CONTRACT_METHODS
 from vo3rl.train.losses import LossInputs
+from vo3rl.train.megatron import layout
 from vo3rl.workers.placement import in_bundle, place
 
 
@@ -51,9 +54,6 @@ class LearnerWorker:
 
     def __init__(self, rank: int, world_size: int, master_addr: str, master_port: int, model_path: str,
                  cfg: dict, total_steps: int, log_level: str = "INFO"):
-        # The model code (transformers) loads in the rank's process only, not in the driver's.
-        from vo3rl.train.learner import Learner
-
         setup_logging(log_level)
         # As many compute threads as CPUs this rank was given, so ranks do not oversubscribe the node.
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
@@ -61,9 +61,9 @@ class LearnerWorker:
         os.environ.setdefault("LOCAL_RANK", "0")  # Ray gives each GPU actor its own visible device
         config = LearnerConfig(**cfg)
         if world_size > 1:
-            fsdp.init_process_group(rank, world_size, master_addr, master_port, config.backend)
+            fsdp.init_process_group(rank, world_size, master_addr, master_port, config.dist_backend)
         register_rl_losses()  # the RL stage's "policy" loss, for train_step(loss="policy")
-        self.learner = Learner(model_path, config, total_steps)
+        self.learner = make_learner(model_path, config, total_steps)
 
     def node_ip(self) -> str:
         return ray.util.get_node_ip_address()
@@ -122,6 +122,33 @@ class LearnerWorker:
             dist.destroy_process_group()
 
 
+def make_learner(model_path: str | Path, cfg: LearnerConfig, total_steps: int = 1, tokenizer=None):
+    """The learner of one rank (or of a one-rank run, in process) that `cfg.backend` names. Its model
+    code (transformers, megatron-core) is imported here, in the process that hosts it."""
+    if cfg.backend == "megatron":
+        check_model_degrees(model_path, cfg)
+        from vo3rl.train.megatron.learner import MegatronLearner
+
+        return MegatronLearner(model_path, cfg, total_steps, tokenizer)
+    from vo3rl.train.learner import Learner
+
+    return Learner(model_path, cfg, total_steps, tokenizer)
+
+
+def check_model_degrees(model_path: str | Path, cfg: LearnerConfig) -> None:
+    """Raise ValueError (one line) when the Megatron degrees cannot split the model of `model_path`."""
+    problem = layout.model_degree_problem(model_path, cfg.megatron.tensor_parallel) if cfg.backend == "megatron" else None
+    if problem:
+        raise ValueError(problem)
+
+
+def replica_of_ranks(cfg: LearnerConfig) -> list[int]:
+    """The data-parallel replica (batch share) of each learner rank: its own under FSDP2; under
+    Megatron, the tensor-parallel ranks of a replica share one."""
+    tp = cfg.megatron.tensor_parallel if cfg.backend == "megatron" else 1
+    return layout.replica_of_ranks(cfg.ranks, tp)
+
+
 def split_for_ranks(items: Sequence, ranks: int, sizes: Sequence[int] | None = None) -> list[list]:
     """Deal `items` over ranks, balancing `sizes` (token counts): longest first, to the lightest rank."""
     sizes = list(sizes) if sizes is not None else [1] * len(items)
@@ -143,6 +170,7 @@ class LearnerGroup:
     def __init__(self, model_path: str, cfg: LearnerConfig, total_steps: int = 1, cpus_per_rank: float = 1,
                  gpus_per_rank: float = 0, log_level: str = "INFO", placement_timeout_s: float = 600.0):
         cfg.validate()
+        check_model_degrees(model_path, cfg)  # before any rank is placed
         self.cfg = cfg
         bundle = {"CPU": cpus_per_rank} | ({"GPU": gpus_per_rank} if gpus_per_rank else {})
         self.placement = place("learner", cfg.ranks, bundle, placement_timeout_s,
@@ -156,6 +184,7 @@ class LearnerGroup:
             ).remote(r, cfg.ranks, master, port, str(model_path), asdict(cfg), total_steps, log_level)
             for r in range(cfg.ranks)
         ]
+        self.replicas = replica_of_ranks(cfg)
         # Calls on all ranks are issued under this lock, so that every rank queues them in the same order
         # even when two driver threads call (a collective issued in different orders would deadlock).
         self._issue = threading.Lock()
@@ -173,8 +202,14 @@ class LearnerGroup:
             return [getattr(w, method).remote(*args) for w in self.workers]
 
     def _shares(self, trajectories: list) -> list[list[int]]:
-        """Indices of `trajectories` for each rank, balanced by length in tokens."""
-        return split_for_ranks(list(range(len(trajectories))), len(self.workers), [len(t) for t in trajectories])
+        """Indices of `trajectories` for each rank: one share per data-parallel replica, balanced by
+        length in tokens, given to each rank of that replica."""
+        shares = split_for_ranks(list(range(len(trajectories))), max(self.replicas) + 1, [len(t) for t in trajectories])
+        return [shares[replica] for replica in self.replicas]
+
+    def _leaders(self, results: list) -> list:
+        """The answers of one rank per replica (the others repeat them)."""
+        return [r for rank, r in enumerate(results) if rank == self.replicas.index(self.replicas[rank])]
 
     def train_step(self, trajectories: list, loss: str = "sft", loss_on: str = "assistant",
                    use_tdam: bool = False, inputs: LossInputs | None = None) -> dict:
@@ -187,7 +222,7 @@ class LearnerGroup:
             refs = [w.call.remote("train_step", [trajectories[i] for i in share], loss, loss_on, use_tdam,
                                   inputs.select(share) if inputs is not None else None, global_tokens=global_tokens)
                     for w, share in zip(self.workers, shares)]
-        results = ray.get(refs)
+        results = self._leaders(ray.get(refs))
         merged = dict(results[0])
         for key in {"loss", "tokens", "padded_tokens"} | {k for r in results for k in r if k.startswith("sum/")}:
             merged[key] = sum(r.get(key, 0.0) for r in results)
@@ -204,7 +239,7 @@ class LearnerGroup:
                     for w, share in zip(self.workers, shares)]
         results = ray.get(refs)
         logprobs, entropy = [None] * len(trajectories), [None] * len(trajectories)
-        for share, (lp, ent) in zip(shares, results):
+        for share, (lp, ent) in zip(self._leaders(shares), self._leaders(results)):
             for j, i in enumerate(share):
                 logprobs[i] = lp[j]
                 entropy[i] = ent[j] if ent is not None else None

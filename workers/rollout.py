@@ -13,6 +13,10 @@ it is one call with the whole batch. A worker that dies (its process killed, out
 restarted, given the newest weights, and the unit it was running generated again, at most
 `max_restarts` times per unit. With the process-group weight sync (`vo3rl.workers.weight_sync`) the
 newest weights are in no object: `on_restart` brings them.
+
+Colocated (`placement.layout: colocated`): the workers go into the learner's bundles (`colocation`, one
+per rank), their engines built for vLLM's sleep mode; `sleep()` before the update and `wake_up()` before
+the weight sync hand their device memory to the learner and back (`vo3rl.rollout.sleep`).
 """
 from __future__ import annotations
 
@@ -51,7 +55,7 @@ class RolloutWorker:
 
     def __init__(self, model_path: str, cfg: dict, presets: dict | None = None, templates: dict | None = None,
                  cache_mb: int = 512, log_level: str = "INFO", grammar: dict | None = None, weight_version: int = 0,
-                 concurrent_updates: bool = False):
+                 concurrent_updates: bool = False, sleep_mode: bool = False):
         from vo3rl.config.prompts import PromptTemplates
         from vo3rl.log import setup_logging
         from vo3rl.rollout.service import RolloutService
@@ -64,18 +68,22 @@ class RolloutWorker:
         self.model_path = model_path
         # With concurrent updates (asynchronous RL: the actor runs two calls at once) a weight update
         # interrupts a running `generate`; one generate, tts or score call runs at a time all the same.
-        self.engine = VLLMEngine(model_path, config, tokenizer, weight_version, stream_outputs=concurrent_updates)
+        self.engine = VLLMEngine(model_path, config, tokenizer, weight_version, stream_outputs=concurrent_updates,
+                                 sleep_mode=sleep_mode)
         self._calls = threading.Lock()
         self.service = RolloutService(self.engine, tokenizer, config, presets,
                                       PromptTemplates(**(templates or {})), DecodeCache(max_bytes=cache_mb << 20),
                                       grammar)
 
     def ready(self) -> dict:
-        """Health check: answers once the engine is up; `peak_rss_gib` is this worker process's peak memory."""
+        """Health check: answers once the engine is up; `peak_rss_gib` is this worker process's peak memory;
+        `node_id` and `placement_group` (hex ids; None outside one) say where Ray placed it."""
         import resource
 
+        context = ray.get_runtime_context()
         return {"model": self.model_path, "pid": os.getpid(), "weight_version": self.engine.weight_version,
-                "busy": self.engine.busy, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+                "busy": self.engine.busy, "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+                "node_id": context.get_node_id(), "placement_group": context.get_placement_group_id()}
 
     def generate(self, samples: list, n_per_sample: int, mode: str = "train", group_offset: int = 0,
                  members: list | None = None, call: int | None = None):
@@ -98,6 +106,15 @@ class RolloutWorker:
     def clear_caches(self) -> None:
         """Forget processed videos, vision embeddings and KV blocks (a benchmark starts each measurement cold)."""
         self.engine.clear_caches()
+
+    def sleep(self, level: int) -> dict:
+        """The engine's device memory released (`VLLMEngine.sleep`); its figures."""
+        with self._calls:
+            return self.engine.sleep(level).as_dict()
+
+    def wake_up(self) -> dict:
+        with self._calls:
+            return self.engine.wake_up().as_dict()
 
     def update_weights(self, state_dict: dict, version: int | None = None) -> int:
         """Load new weights in place (an object ref passed as the argument arrives resolved), as
@@ -158,12 +175,16 @@ class RolloutGroup:
     (`rollout`, `video.presets`, `video.cache_mb`, `prompts`, `run.log_level`) unless given directly.
     `worker_class` replaces the actor class (tests use a light stand-in). `weight_version`: the
     version of the weights at `model_path` (a resumed run's step); `concurrent_updates`: a weight
-    update may come while `generate` runs (asynchronous RL) and interrupts its turns."""
+    update may come while `generate` runs (asynchronous RL) and interrupts its turns. `colocation`: the
+    learner's bundles (`vo3rl.workers.placement.colocate`), worker i in bundle i with the rollout share,
+    instead of a placement group of its own; `sleep_level`: the engines can `sleep` at that vLLM level
+    and `wake_up` (None: they never sleep)."""
 
     def __init__(self, model_path: str, recipe=None, n_workers: int = 1, cfg: RolloutConfig | None = None,
                  presets: dict | None = None, templates: dict | None = None, cache_mb: int | None = None,
                  log_level: str | None = None, max_restarts: int = 2, worker_class=None,
-                 placement_timeout_s: float | None = None, weight_version: int = 0, concurrent_updates: bool = False):
+                 placement_timeout_s: float | None = None, weight_version: int = 0, concurrent_updates: bool = False,
+                 colocation=None, sleep_level: int | None = None):
         video = getattr(recipe, "video", None)
         self.cfg = cfg or rollout_config(getattr(recipe, "rollout", None))
         self.cfg.validate()
@@ -187,11 +208,19 @@ class RolloutGroup:
         self.on_restart = None  # (index, worker) -> None: its weights when no object holds them (process group)
         self.weight_version = weight_version
         self.concurrent_updates = concurrent_updates
+        self.sleep_level = sleep_level
+        self._sleep_reason_logged = False
         timeout_s = placement_timeout_s or getattr(getattr(recipe, "ray", None), "placement_timeout_s", 600.0)
-        bundle = {key: amount for key, amount in (("CPU", self.cfg.worker_cpus), ("GPU", self.cfg.worker_gpus)) if amount}
-        # Reserved first, so that a cluster without room says so instead of leaving the engines pending.
-        self.placement = (place("rollout", n_workers, bundle, timeout_s, "Lower rl.rollout_workers or "
-                                "rollout.worker_cpus / rollout.worker_gpus") if bundle and n_workers else None)
+        self.resources = {"CPU": self.cfg.worker_cpus, "GPU": self.cfg.worker_gpus}
+        self._owns_placement = colocation is None
+        if colocation is not None:  # the learner's bundles: the colocation frees them, not this group
+            self.resources = {"CPU": 0.0, "GPU": 0.0} | colocation.shares["rollout"]
+            self.placement = colocation.claim("rollout", n_workers, colocation.shares["rollout"])
+        else:
+            bundle = {key: amount for key, amount in self.resources.items() if amount}
+            # Reserved first, so that a cluster without room says so instead of leaving the engines pending.
+            self.placement = (place("rollout", n_workers, bundle, timeout_s, "Lower rl.rollout_workers or "
+                                    "rollout.worker_cpus / rollout.worker_gpus") if bundle and n_workers else None)
         self.placement_timeout_s = timeout_s
         self.workers = [self._start(index) for index in range(n_workers)]
         try:
@@ -201,14 +230,15 @@ class RolloutGroup:
             raise
 
     def _start(self, index: int):
-        options = {"num_cpus": self.cfg.worker_cpus, "num_gpus": self.cfg.worker_gpus}
+        options = {"num_cpus": self.resources["CPU"], "num_gpus": self.resources["GPU"]}
         if self.placement is not None:
             options["scheduling_strategy"] = in_bundle(self.placement, index)
         if self.concurrent_updates:
             options["max_concurrency"] = 2  # a generate and an update_weights at once
+        sleeps = {"sleep_mode": True} if self.sleep_level is not None else {}  # stand-in workers need not know
         return self.worker_class.options(**options).remote(
             self.model_path, asdict(self.cfg), self.presets, self.templates, self.cache_mb, self.log_level,
-            self.grammar, self.weight_version, self.concurrent_updates)
+            self.grammar, self.weight_version, self.concurrent_updates, **sleeps)
 
     def _restart(self, index: int) -> None:
         self.restarts += 1
@@ -328,6 +358,28 @@ class RolloutGroup:
         """Every worker forgets its prefix, encoder and multimodal caches (no weights change)."""
         ray.get([w.clear_caches.remote() for w in self.workers])
 
+    def sleep(self) -> dict:
+        """Every engine gives its device memory back (vLLM sleep `sleep_level`), all at once: `seconds`
+        (the slowest), `freed_bytes` (summed over the engines), `available` (every engine had sleep
+        mode). Where sleep mode is missing the reason is logged once per group."""
+        figures = self._on_every_engine("sleep", self.sleep_level)
+        if not figures["available"] and not self._sleep_reason_logged:
+            log.warning("colocated rollout engines: %s", figures["reason"])
+            self._sleep_reason_logged = True
+        return figures
+
+    def wake_up(self) -> dict:
+        """Every engine takes its memory back; `freed_bytes` is then negative (what they took)."""
+        return self._on_every_engine("wake_up")
+
+    def _on_every_engine(self, method: str, *args) -> dict:
+        if self.sleep_level is None:
+            raise RuntimeError(f"{method}: these rollout engines were not started to sleep (sleep_level None)")
+        answers = ray.get([getattr(w, method).remote(*args) for w in self.workers])
+        return {"seconds": max(a["seconds"] for a in answers), "freed_bytes": sum(a["freed_bytes"] for a in answers),
+                "available": all(a["available"] for a in answers),
+                "reason": next((a["reason"] for a in answers if a["reason"]), "")}
+
     def weights_synced(self, version: int) -> None:
         """The engines hold weight `version`, sent some other way (the process-group sync): no object
         holds them, so a restarted worker asks `on_restart`."""
@@ -342,6 +394,6 @@ class RolloutGroup:
         for worker in self.workers:
             ray.kill(worker)
         self.workers = []
-        if self.placement is not None:
+        if self.placement is not None and self._owns_placement:
             remove_placement_group(self.placement)
-            self.placement = None
+        self.placement = None

@@ -8,8 +8,40 @@ from vo3rl.config.rules import raise_first_broken
 
 DTYPES = ("auto", "bf16", "fp32")
 SAVE_DTYPES = ("auto", "bf16", "fp32")
-BACKENDS = ("auto", "gloo", "nccl")
+BACKENDS = ("fsdp2", "megatron")  # the learner implementation
+DIST_BACKENDS = ("auto", "gloo", "nccl")  # torch.distributed's
 LOSS_ON = ("assistant", "all")
+ATTENTIONS = ("auto", "sdpa", "flex")  # the text decoder's attention (vo3rl/train/attention.py)
+
+
+@dataclass
+class MegatronConfig:
+    """Parallel degrees of the Megatron learner (`learner.backend: megatron`). The learner ranks
+    (`learner.ranks`) form data-parallel replicas of tensor_parallel x pipeline_parallel x
+    context_parallel ranks each: data parallel = ranks / (tp x pp x cp). Only tensor parallelism is
+    implemented; pipeline and context degrees above 1 are refused."""
+
+    tensor_parallel: int = 1
+    pipeline_parallel: int = 1
+    context_parallel: int = 1
+
+    def model_parallel_size(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel * self.context_parallel
+
+    def problems(self, ranks: int) -> list[tuple[bool, str, object, str]]:
+        """The rules (as `raise_first_broken` takes them) the degrees must keep with `ranks` learner ranks."""
+        size = self.model_parallel_size()
+        return [
+            (self.tensor_parallel >= 1, "megatron.tensor_parallel", self.tensor_parallel, ">= 1"),
+            (self.pipeline_parallel >= 1, "megatron.pipeline_parallel", self.pipeline_parallel, ">= 1"),
+            (self.context_parallel >= 1, "megatron.context_parallel", self.context_parallel, ">= 1"),
+            (self.pipeline_parallel == 1, "megatron.pipeline_parallel", self.pipeline_parallel,
+             "1: pipeline parallelism is not supported by vo3rl's Megatron learner yet"),
+            (self.context_parallel == 1, "megatron.context_parallel", self.context_parallel,
+             "1: context parallelism is not supported by vo3rl's Megatron learner yet"),
+            (ranks % max(1, size) == 0, "ranks", ranks,
+             f"a multiple of tensor_parallel x pipeline_parallel x context_parallel = {size}"),
+        ]
 
 
 @dataclass
@@ -20,12 +52,18 @@ class LearnerConfig:
     token budget of one forward/backward (rows × longest row). `dtype`: "auto" (bf16 on GPU, fp32 on CPU),
     "bf16" or "fp32". `tdam_ratio`: the fraction of steps trained under the TDAM mask (0 = never).
     `lm_head_chunk`: positions per LM-head chunk (bounds the [positions, vocab] logits in memory).
-    `grad_clip` <= 0 turns clipping off. `backend`: "auto" (gloo on CPU, nccl on GPU), "gloo" or "nccl".
+    `grad_clip` <= 0 turns clipping off. `backend`: the learner, "fsdp2" (HF model sharded by FSDP2) or
+    "megatron" (megatron-core's GPT decoder, tensor parallel; `megatron.*` its degrees). `dist_backend`:
+    torch.distributed's, "auto" (gloo on CPU, nccl on GPU), "gloo" or "nccl".
     `save_dtype`: the dtype of a checkpoint's HF weights (what `vllm serve` runs): "auto" (bf16 when
     `dtype` resolves to bf16, else the dtype the starting model's config.json states if float32 or
     bfloat16, else fp32), "bf16" or "fp32"; the fp32 master weights are kept for resuming either way.
     `keep_last`: after each checkpoint, keep only the newest N complete ones of the run (0 = keep all;
     never what `final` points at).
+    `attention`: the text decoder's, "auto" (FlexAttention block masks on CUDA, SDPA boolean masks
+    elsewhere), "sdpa" or "flex" (on CPU forward only: torch has no CPU backward for it). `packing`:
+    steps without TDAM put several trajectories into one row of up to `micro_batch_tokens` tokens, each
+    attending only within itself, instead of padding one per row.
     """
 
     ranks: int = 1
@@ -43,14 +81,26 @@ class LearnerConfig:
     tdam_ratio: float = 0.0
     dtype: str = "auto"
     lm_head_chunk: int = 2048
-    backend: str = "auto"
+    backend: str = "fsdp2"
+    dist_backend: str = "auto"
+    megatron: MegatronConfig = field(default_factory=MegatronConfig)
     save_dtype: str = "auto"
     keep_last: int = 0
     seed: int = 0
+    attention: str = "auto"
+    packing: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.megatron, dict):  # a config rebuilt from `asdict` (a Ray rank's arguments)
+            self.megatron = MegatronConfig(**self.megatron)
 
     def validate(self) -> None:
         """Raise ValueError naming the first key whose value makes no sense, with the value and the rule."""
+        if self.backend in DIST_BACKENDS:
+            raise ValueError(f"learner.backend = {self.backend!r}: the torch.distributed backend moved to "
+                             f"learner.dist_backend; learner.backend now picks the learner: {' or '.join(BACKENDS)}")
         checks = [
+            (self.backend in BACKENDS, "backend", self.backend, f"one of {', '.join(BACKENDS)}"),
             (self.ranks >= 1, "ranks", self.ranks, ">= 1"),
             (self.micro_batch_tokens >= 1, "micro_batch_tokens", self.micro_batch_tokens, ">= 1"),
             (self.lr > 0, "lr", self.lr, "> 0"),
@@ -64,10 +114,21 @@ class LearnerConfig:
             (0.0 <= self.tdam_ratio <= 1.0, "tdam_ratio", self.tdam_ratio, "in [0, 1]"),
             (self.dtype in DTYPES, "dtype", self.dtype, f"one of {', '.join(DTYPES)}"),
             (self.lm_head_chunk >= 1, "lm_head_chunk", self.lm_head_chunk, ">= 1"),
-            (self.backend in BACKENDS, "backend", self.backend, f"one of {', '.join(BACKENDS)}"),
+            (self.dist_backend in DIST_BACKENDS, "dist_backend", self.dist_backend,
+             f"one of {', '.join(DIST_BACKENDS)}"),
             (self.save_dtype in SAVE_DTYPES, "save_dtype", self.save_dtype, f"one of {', '.join(SAVE_DTYPES)}"),
             (self.keep_last >= 0, "keep_last", self.keep_last, ">= 0 (0: keep all)"),
+            (self.attention in ATTENTIONS, "attention", self.attention, f"one of {', '.join(ATTENTIONS)}"),
         ]
+        if self.backend == "megatron":
+            checks += self.megatron.problems(self.ranks)
+            checks.append((self.attention != "flex", "attention", self.attention,
+                           "auto or sdpa with learner.backend megatron (its attention takes dense boolean masks)"))
+        else:
+            default = MegatronConfig()
+            checks += [(getattr(self.megatron, name) == getattr(default, name), f"megatron.{name}",
+                        getattr(self.megatron, name), f"{getattr(default, name)} (its default) unless learner.backend "
+                        f"is megatron (it is {self.backend!r})") for name in vars(default)]
         raise_first_broken("learner", checks)
 
 

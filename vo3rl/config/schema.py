@@ -11,6 +11,7 @@ from typing import Any, Optional
 from vo3rl.config.learner import LearnerConfig, SFTConfig
 from vo3rl.config.model import TinyModelConfig
 from vo3rl.config.names import KNOWN_STAGES
+from vo3rl.config.placement import PlacementConfig, colocation_problems
 from vo3rl.config.prompts import PromptTemplates
 from vo3rl.config.reward import RewardConfig
 from vo3rl.config.rl import RLConfig
@@ -113,6 +114,7 @@ class Recipe:
     sft: SFTConfig = field(default_factory=SFTConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     rl: RLConfig = field(default_factory=RLConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
 
 
 def check_semantics(recipe: Recipe) -> list[str]:
@@ -133,11 +135,14 @@ def check_semantics(recipe: Recipe) -> list[str]:
     for section, validate in (("model.tiny", recipe.model.tiny.validate), ("data.synth", recipe.data.synth.validate),
                               ("prompts", recipe.prompts.validate), ("reward", recipe.reward.validate),
                               ("rollout", recipe.rollout.validate), ("learner", recipe.learner.validate),
-                              ("sft", recipe.sft.validate), ("rl", recipe.rl.validate), ("ray", recipe.ray.validate)):
+                              ("sft", recipe.sft.validate), ("rl", recipe.rl.validate), ("ray", recipe.ray.validate),
+                              ("placement", recipe.placement.validate)):
         try:
             validate()
         except ValueError as exc:  # messages that already start with their key keep it once
             message = str(exc)
             problems.append(message if message.startswith(f"{section}.") or message.startswith(f"{section}:")
                             else f"{section}: {message}")
+    if not problems:  # the layout's rules read the other sections' values, so only once those are sound
+        problems += colocation_problems(recipe.placement, recipe.rl, recipe.learner.ranks, recipe.rollout)
     return problems

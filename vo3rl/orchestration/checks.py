@@ -145,11 +145,13 @@ def placement_problems(recipe: Recipe, local_gpus: int | None = None) -> list[st
             problems.append(f"rl.rollout_workers x rollout.worker_cpus = {rollout_cpus:g} CPUs: must be fewer than "
                             f"ray.num_cpus = {recipe.ray.num_cpus} (the learner ranks need some)")
         holders = recipe.learner.ranks + (1 if rl.loss.kl_coef else 0)
-        gpus = holders * rl.learner_gpus + rl.rollout_workers * rollout.worker_gpus
+        colocated = recipe.placement.colocated  # the engines run on the ranks' GPUs
+        gpus = holders * rl.learner_gpus + (0 if colocated else rl.rollout_workers * rollout.worker_gpus)
         if gpus > local_gpus:
+            engines = ("the rollout engines on their GPUs (placement.layout colocated)" if colocated else
+                       f"{rl.rollout_workers} rollout x rollout.worker_gpus = {rollout.worker_gpus:g}")
             problems.append(f"the RL actors reserve {gpus:g} GPUs ({holders} learner x rl.learner_gpus = "
-                            f"{rl.learner_gpus:g}, {rl.rollout_workers} rollout x rollout.worker_gpus = "
-                            f"{rollout.worker_gpus:g}): this machine has {local_gpus}")
+                            f"{rl.learner_gpus:g}, {engines}): this machine has {local_gpus}")
     if "sft" in stages and recipe.learner.ranks > 1 and recipe.learner.ranks * recipe.sft.learner_gpus > local_gpus:
         problems.append(f"learner.ranks x sft.learner_gpus = {recipe.learner.ranks * recipe.sft.learner_gpus:g} "
                         f"GPUs: this machine has {local_gpus}")

@@ -1,7 +1,8 @@
 """`vo3rl rl RECIPE`: the RL stage's run around the step (`vo3rl.rl.step.rl_step`).
 
 `open_rl_run` starts Ray, reads the prompts, places the workers (rollout engines, reward pool, learner
-ranks and, with KL, a frozen reference) and resumes from the newest complete checkpoint; `train` loops
+ranks and, with KL, a frozen reference; with `placement.layout: colocated` rank i and engine i share
+bundle i and the engines sleep during the update) and resumes from the newest complete checkpoint; `train` loops
 the steps of `rl.mode` (`vo3rl.rl.overlap.step_runner`: sync, one_step_off or async), evaluates
 before, every `eval_every` steps and after (the overlapped rollout paused meanwhile), and checkpoints
 through the one writer (`vo3rl.train.checkpoint.write_checkpoint`). A lost learner rank or node
@@ -30,6 +31,7 @@ from vo3rl.rl.overlap import SyncSteps, step_runner
 from vo3rl.rl.step import PromptSet, StepServices
 from vo3rl.train.checkpoint import hf_dir, latest_checkpoint, read_driver_state, write_checkpoint
 from vo3rl.workers.learner import LearnerGroup
+from vo3rl.workers.placement import Colocation, colocate
 from vo3rl.workers.reward import RewardPool
 from vo3rl.workers.rollout import RolloutGroup
 from vo3rl.workers.weight_sync import ProcessGroupSync, weight_sync_backend
@@ -174,7 +176,14 @@ def _assemble(recipe: Recipe, samples: list[Sample], eval_samples: list[Sample],
     cpus = max(1, int(left // holders)) if left >= holders else max(left, 1) / holders
     updates = max(1, cfg.steps * cfg.updates_per_batch)
     placed = dict(gpus_per_rank=cfg.learner_gpus, placement_timeout_s=recipe.ray.placement_timeout_s)
-    learner = LearnerGroup(policy, recipe.learner, total_steps=updates, cpus_per_rank=cpus, **placed)
+    colocation = None
+    if recipe.placement.colocated:  # rank i and engine i in bundle i (`docs/scale_out.md`, Layouts)
+        colocation = colocate(ranks, cpus, recipe.rollout.worker_cpus, cfg.learner_gpus,
+                              recipe.ray.placement_timeout_s)
+        started.append(colocation)
+        log.info("colocated layout: %d bundles of learner %s + rollout %s", ranks, colocation.shares["learner"],
+                 colocation.shares["rollout"])
+    learner = _policy_learner(policy, recipe, updates, cpus, placed, colocation)
     started.append(learner)
     if cfg.lr is not None or cfg.warmup_ratio is not None:
         learner.reset_schedule(updates, cfg.lr, cfg.warmup_ratio)
@@ -184,14 +193,18 @@ def _assemble(recipe: Recipe, samples: list[Sample], eval_samples: list[Sample],
         started.append(reference)
     driver_state = read_driver_state(resume) if resume is not None else {}
     rollout = RolloutGroup(policy, recipe, cfg.rollout_workers, weight_version=int(driver_state.get("step", 0)),
-                           concurrent_updates=cfg.mode == "async")
+                           concurrent_updates=cfg.mode == "async", colocation=colocation,
+                           sleep_level=recipe.placement.sleep_level if colocation else None)
     started.append(rollout)
     rewards = RewardPool(recipe.reward, cfg.reward_workers, cfg.judge_concurrency, recipe.run.log_level)
     started.append(rewards)
-    services = StepServices(rollout=rollout, rewards=rewards, learner=learner, reference=reference)
+    services = StepServices(rollout=rollout, rewards=rewards, learner=learner, reference=reference,
+                            colocated=rollout if colocation else None)
     if cfg.weight_sync == "process_group":  # else the object store (sync_weights' default path)
-        services.weight_sync = ProcessGroupSync(learner, services.rollout, cfg.weight_sync_bucket_mb,
-                                                weight_sync_backend(cfg.learner_gpus, recipe.rollout.worker_gpus))
+        # NCCL refuses two members on one GPU ("Duplicate GPU detected"), and colocated learner rank 0
+        # shares its GPU with engine 0: that group goes over gloo (through host memory).
+        backend = "gloo" if colocation else weight_sync_backend(cfg.learner_gpus, recipe.rollout.worker_gpus)
+        services.weight_sync = ProcessGroupSync(learner, services.rollout, cfg.weight_sync_bucket_mb, backend)
     metrics = MetricsLog(out / "metrics.jsonl", open_wandb(recipe, out, job_type="rl",
                                                            resume_id=driver_state.get("wandb_id") or wandb_id))
     run = RLRun(recipe=recipe, out=out, prompts=PromptSet(samples, recipe.run.seed), services=services,
@@ -201,6 +214,18 @@ def _assemble(recipe: Recipe, samples: list[Sample], eval_samples: list[Sample],
         run.step = int(driver_state["step"])
         log.info("resumed at step %d from %s (learner step %s)", run.step, resume, saved.get("step"))
     return run
+
+
+def _policy_learner(policy: str, recipe: Recipe, updates: int, cpus: float, placed: dict,
+                    colocation: Colocation | None) -> LearnerGroup:
+    """The policy's learner ranks: in bundles of their own, or in the colocated bundles with the rank's
+    share of each (the learner group reserves through `place`, which the colocation answers)."""
+    if colocation is None:
+        return LearnerGroup(policy, recipe.learner, total_steps=updates, cpus_per_rank=cpus, **placed)
+    share = colocation.shares["learner"]
+    with colocation.hosting("learner"):
+        return LearnerGroup(policy, recipe.learner, total_steps=updates, cpus_per_rank=share["CPU"],
+                            **(placed | {"gpus_per_rank": share.get("GPU", 0)}))
 
 
 def train(recipe: Recipe) -> dict:

@@ -7,14 +7,14 @@ from vo3rl.orchestration.eval_run import evaluate_model
 from vo3rl.orchestration.ray_setup import start_ray
 from vo3rl.sft.driver import run_sft
 from vo3rl.train.contract import PolicyLearner
-from vo3rl.train.learner import Learner
-from vo3rl.workers.learner import LearnerGroup
+from vo3rl.workers.learner import LearnerGroup, make_learner
 
 
 def sft_learner(recipe: Recipe, total_steps: int, tokenizer) -> PolicyLearner:
-    """One rank trains in this process (no Ray); more ranks are Ray actors sharing `ray.num_cpus`."""
+    """One rank trains in this process (no Ray); more ranks are Ray actors sharing `ray.num_cpus`.
+    `learner.backend` picks the learner (FSDP2 or Megatron) either way."""
     if recipe.learner.ranks == 1:
-        return Learner(recipe.model.path, recipe.learner, total_steps, tokenizer)
+        return make_learner(recipe.model.path, recipe.learner, total_steps, tokenizer)
     start_ray(recipe.ray)
     cpus = max(1, (recipe.ray.num_cpus or recipe.learner.ranks) // recipe.learner.ranks)
     return LearnerGroup(recipe.model.path, recipe.learner, total_steps, cpus_per_rank=cpus,

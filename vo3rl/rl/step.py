@@ -13,6 +13,10 @@ fakes. Starting Ray, placing the workers, reading the data and resuming are the 
      reference's; the learner steps with the configured loss (GRPO clip-higher or GSPO) and aggregation,
   7. new weights go to the rollout engines in place.
 
+With colocated engines (`placement.layout: colocated`, `services.colocated`) the engines sleep between
+4 and 5 and wake between 6 and 7: rollout -> reward -> sleep -> update -> wake -> weight sync, so the
+update has the GPU memory the engines held (a step without an update does neither).
+
 That is `rl.mode: sync`. The overlapped modes (`vo3rl.rl.overlap`: one_step_off, async) reuse the same
 pieces: `collect_groups` / `collect_round` (steps 1-4), `train_on` (5-6) and `sync_weights` (7).
 
@@ -58,6 +62,17 @@ class WeightSync(Protocol):
     def close(self) -> None: ...
 
 
+class SleepingRollout(Protocol):
+    """The rollout engines that share the learner's GPUs (`placement.layout: colocated`): `sleep` gives
+    their device memory back before the update, `wake_up` takes it again before the weight sync. Each
+    returns {"seconds", "freed_bytes" (summed over the engines; negative after wake_up), "available"
+    (vLLM's sleep mode was on), "reason" (why not)}."""
+
+    def sleep(self) -> dict: ...
+
+    def wake_up(self) -> dict: ...
+
+
 class Rewards(Protocol):
     """Scores finished trajectories (the reward workers). `progress`: fraction of training done, 0..1."""
 
@@ -67,13 +82,15 @@ class Rewards(Protocol):
 @dataclass
 class StepServices:
     """What one step talks to. `reference` is the frozen reference policy (only with a KL term);
-    `weight_sync` replaces the object-store weight sync when set."""
+    `weight_sync` replaces the object-store weight sync when set; `colocated`: the engines to put to
+    sleep for the update (the rollout group itself when colocated; None: separate GPUs, never)."""
 
     rollout: Rollout
     rewards: Rewards
     learner: PolicyLearner
     reference: PolicyLearner | None = None
     weight_sync: WeightSync | None = None
+    colocated: SleepingRollout | None = None
 
 
 @dataclass
@@ -100,11 +117,27 @@ def rl_step(step: int, cfg: RLConfig, prompts: PromptSet, services: StepServices
     """One RL step (the numbered list above). `step` counts from 0."""
     timings: dict[str, float] = {}
     collected = collect_groups(step, cfg, prompts, services, timings)
+    sleeping = services.colocated if collected.batch.groups else None
+    memory = engine_memory(sleeping, "sleep", timings) if sleeping is not None else {}
     result = train_on(step, cfg, collected, services, timings)
+    if sleeping is not None:
+        memory.update(engine_memory(sleeping, "wake_up", timings))
     if collected.batch.groups:
         sync_weights(services, step + 1, timings)
     result.metrics.update({f"time/{phase}_s": seconds for phase, seconds in timings.items()})
+    result.metrics.update(memory)
     return result
+
+
+def engine_memory(engines: SleepingRollout, call: str, timings: dict) -> dict[str, float]:
+    """`engines.sleep()` or `engines.wake_up()`, timed as the phase `call`; the device memory it freed
+    (sleep) or took back (wake_up) in GiB, and whether vLLM's sleep mode did it (0: it is missing, and
+    no memory moved)."""
+    with _timed(timings, call):
+        figures = getattr(engines, call)()
+    moved = figures["freed_bytes"] if call == "sleep" else -figures["freed_bytes"]
+    name = "released_gib" if call == "sleep" else "reacquired_gib"
+    return {f"colocated/{name}": moved / 2**30, "colocated/sleep_mode": float(figures["available"])}
 
 
 @dataclass

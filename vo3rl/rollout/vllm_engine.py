@@ -23,6 +23,10 @@ The weights arrive either as a state dict (`update_weights`: through Ray's objec
 weight-sync process group (`join_weight_sync` once, then `receive_weights` per sync:
 `rl.weight_sync: process_group`, `vo3rl.rollout.weight_group`); both go through the same interruption
 and cache reset, and load through the same vLLM reload.
+
+A colocated engine (`sleep_mode`, `placement.layout: colocated`) `sleep`s during the learner's update
+and `wake_up`s before the next weight sync; each call reports the seconds and the device memory it moved
+(`vo3rl.rollout.sleep`).
 """
 from __future__ import annotations
 
@@ -39,6 +43,7 @@ from vo3rl.config.rollout import RolloutConfig
 from vo3rl.log import get_logger
 from vo3rl.rollout.engine_inputs import engine_prompt
 from vo3rl.rollout.partial import TurnInFlight
+from vo3rl.rollout.sleep import SleepFigures, free_device_bytes, freed_between, sleep_mode_support
 
 log = get_logger(__name__)
 WORKER_EXTENSION = "vo3rl.rollout.weight_group.WeightSyncExtension"
@@ -106,10 +111,12 @@ class VLLMEngine:
     chat markers and the video pad)."""
 
     def __init__(self, model_path: str, cfg: RolloutConfig, tokenizer, weight_version: int = 0,
-                 stream_outputs: bool = False):
+                 stream_outputs: bool = False, sleep_mode: bool = False):
         """`weight_version`: the version of the weights at `model_path` (a resumed run's step);
         `stream_outputs`: ask vLLM for every step's output so far, so that a turn interrupted by a weight
-        update can resume from its sampled tokens (asynchronous RL; costs a little per step)."""
+        update can resume from its sampled tokens (asynchronous RL; costs a little per step);
+        `sleep_mode`: the engine will `sleep` and `wake_up` (a colocated engine): built with vLLM's
+        sleep mode where the platform has it (`vo3rl.rollout.sleep`)."""
         cfg.validate()
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if cfg.in_process else "1"
         if cfg.torch_threads is not None:
@@ -121,7 +128,11 @@ class VLLMEngine:
 
         self.cfg = cfg
         self.model_path = str(model_path)
-        self.engine = LLMEngine.from_engine_args(EngineArgs(**engine_args(cfg, self.model_path)))
+        args = engine_args(cfg, self.model_path)
+        self.sleep_available, self.sleep_reason = sleep_mode_support() if sleep_mode else (False, "")
+        if self.sleep_available:
+            args["enable_sleep_mode"] = True
+        self.engine = LLMEngine.from_engine_args(EngineArgs(**args))
         ids = tokenizer.convert_tokens_to_ids
         self.pad_id = ids("<|video_pad|>")
         self.end_ids = [ids("<|im_end|>"), ids("<|endoftext|>")]
@@ -377,6 +388,32 @@ class VLLMEngine:
         take it again at once)."""
         while self._update_waiting.is_set():
             time.sleep(0.001)
+
+    # -- sleep mode (colocated engines) -------------------------------------------------------
+    def sleep(self, level: int) -> SleepFigures:
+        """Give the engine's device memory back (vLLM's sleep `level`: 1 keeps the weights in host
+        memory, 2 drops them; both drop the KV cache) until `wake_up`. The engine must be idle. Without
+        sleep mode (the CPU platform) only the scheduler pauses."""
+        return self._sleep_or_wake(lambda: self.engine.sleep(level=level))
+
+    def wake_up(self) -> SleepFigures:
+        """Take the memory back and resume the scheduler; the caches start empty. After a level-2 sleep
+        the weights are garbage until the next `update_weights` / `receive_weights`."""
+        return self._sleep_or_wake(self._wake_up)
+
+    def _wake_up(self) -> None:
+        self.engine.wake_up()
+        self._clear_caches()  # nothing the scheduler remembers may point at memory that was released
+
+    def _sleep_or_wake(self, call) -> SleepFigures:
+        with self._exclusive():
+            if self._inflight:
+                raise RuntimeError("sleep / wake_up with turns in flight")
+            before, start = free_device_bytes(), time.perf_counter()
+            call()
+            seconds = time.perf_counter() - start
+            freed = freed_between(before, free_device_bytes()) if self.sleep_available else 0
+        return SleepFigures(seconds, freed, self.sleep_available, self.sleep_reason)
 
     def clear_caches(self) -> None:
         with self._lock:

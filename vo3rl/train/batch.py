@@ -1,8 +1,11 @@
-"""Trajectories -> padded model inputs, and the token-budget split into micro-batches.
+"""Trajectories -> model inputs, and the token-budget split into micro-batches.
 
-Rows are right-padded to the longest row of the micro-batch. Which positions carry a target is decided
-here: position i predicts token i+1, so a target exists where token i+1 is trained (`loss_on`
-"assistant": assistant tokens; "all": every real token after the first).
+Model rows are either one trajectory each, right-padded to the longest (the default), or, packed, all
+of the micro-batch's trajectories back to back in one row (`vo3rl.train.packing`), each with its own
+MRoPE positions and attending only within itself. Targets are always laid out per trajectory
+([trajectories, longest], as if padded), so losses and log-prob bookkeeping never see the packing.
+Which positions carry a target is decided here: position i predicts token i+1, so a target exists where
+token i+1 is trained (`loss_on` "assistant": assistant tokens; "all": every real token after the first).
 """
 from __future__ import annotations
 
@@ -14,14 +17,17 @@ import torch
 
 from vo3rl.model.positions import mrope_positions
 from vo3rl.model.video_inputs import VideoInputs
-from vo3rl.train.tdam import Block, batch_mask, tdam_blocks
+from vo3rl.train.masks import RowLayout, dense_mask
+from vo3rl.train.tdam import tdam_blocks
 
 
 @dataclass
 class Batch:
-    """One micro-batch. `input_ids` long [B, L]; `attention_mask` long [B, L] (1 = real token) or a
-    bool [B, 1, L, L] TDAM mask; `position_ids` long [3, B, L]; `targets` long [B, L] (token i+1 at i);
-    `target_mask` bool [B, L] (positions that are scored); `lengths` real tokens per row."""
+    """One micro-batch of B trajectories in R model rows of W tokens (R = B unless packed).
+    `input_ids` long [R, W]; `attention_mask` long [R, W] (1 = real token) or the bool [R, 1, W, W]
+    SDPA mask (TDAM or packed rows); `position_ids` long [3, R, W]; `targets` long [B, L] (token i+1 at
+    i of trajectory b); `target_mask` bool [B, L] (positions that are scored); `lengths` tokens per
+    trajectory; `layout` where each trajectory sits and its TDAM blocks (None: one per row, no blocks)."""
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
@@ -31,10 +37,15 @@ class Batch:
     lengths: list[int]
     videos: VideoInputs | None
     tdam: bool = False
+    layout: RowLayout | None = None
 
     @property
     def n_targets(self) -> int:
         return int(self.target_mask.sum())
+
+    @property
+    def row_layout(self) -> RowLayout:
+        return self.layout if self.layout is not None else RowLayout.padded(self.lengths)
 
     def to(self, device) -> "Batch":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
@@ -42,7 +53,7 @@ class Batch:
         if self.videos is not None:
             videos = VideoInputs(move(self.videos.pixel_values), move(self.videos.grid_thw), self.videos.second_per_grid)
         return Batch(move(self.input_ids), move(self.attention_mask), move(self.position_ids), move(self.targets),
-                     move(self.target_mask), self.lengths, videos, self.tdam)
+                     move(self.target_mask), self.lengths, videos, self.tdam, self.layout)
 
 
 def trained_tokens(trajectory, loss_on: str = "assistant") -> np.ndarray:
@@ -78,32 +89,36 @@ def micro_batches(lengths: Sequence[int], token_budget: int) -> list[list[int]]:
 
 
 def build_batch(trajectories, videos: VideoInputs | None, pad_id: int, tokens_per_second: float,
-                loss_on: str = "assistant", use_tdam: bool = False, spatial_merge: int = 2) -> Batch:
-    """Pad `trajectories` into one Batch; `videos` are their patchified videos in sequence order.
-    With `use_tdam` the attention mask is the TDAM 4-D mask (rows with < 2 videos get plain causal)."""
+                loss_on: str = "assistant", use_tdam: bool = False, spatial_merge: int = 2, pack: bool = False,
+                dense: bool = True) -> Batch:
+    """The Batch of `trajectories`; `videos` are their patchified videos in sequence order. With
+    `use_tdam` rows carry their TDAM blocks (trajectories with < 2 videos have none); with `pack` all
+    trajectories share one row. `dense`: build the SDPA boolean mask when rows need one (TDAM, packing);
+    False leaves the 2-D mask, for FlexAttention, which builds its block mask from `layout` instead."""
     lengths = [len(t) for t in trajectories]
-    width = max(lengths)
-    n = len(trajectories)
-    ids = np.full((n, width), pad_id, dtype=np.int64)
-    targets = np.full((n, width), pad_id, dtype=np.int64)
-    target_mask = np.zeros((n, width), dtype=bool)
-    positions = np.zeros((3, n, width), dtype=np.int64)
+    blocks = [tdam_blocks(t) if use_tdam else [] for t in trajectories]
+    layout = (RowLayout.packed if pack else RowLayout.padded)(lengths, blocks)
+    n, longest = len(trajectories), max(lengths)
+    ids = np.full((layout.rows, layout.width), pad_id, dtype=np.int64)
+    positions = np.zeros((3, layout.rows, layout.width), dtype=np.int64)
+    real = np.zeros((layout.rows, layout.width), dtype=np.int64)
+    targets = np.full((n, longest), pad_id, dtype=np.int64)
+    target_mask = np.zeros((n, longest), dtype=bool)
     seconds = iter(videos.second_per_grid if videos is not None else [])
-    blocks: list[list[Block]] = []
-    for row, traj in enumerate(trajectories):
-        length = lengths[row]
-        ids[row, :length] = traj.token_ids
-        targets[row, : length - 1] = traj.token_ids[1:]
-        target_mask[row, : length - 1] = trained_tokens(traj, loss_on)[1:]
-        spans = sorted(traj.videos, key=lambda v: v.start)
-        placed = [(v.start, tuple(v.grid_thw), next(seconds)) for v in spans]
-        positions[:, row, :length] = mrope_positions(length, placed, tokens_per_second, spatial_merge)
-        # Padding continues the text positions so no index repeats inside a row.
-        positions[:, row, length:] = positions[:, row, length - 1 : length].max() + 1 + np.arange(width - length)
-        blocks.append(tdam_blocks(traj) if use_tdam else [])
-    if use_tdam:
-        attention = batch_mask(width, lengths, blocks)
-    else:
-        attention = torch.from_numpy((np.arange(width)[None, :] < np.asarray(lengths)[:, None]).astype(np.int64))
+    for index, (traj, seg) in enumerate(zip(trajectories, layout.segments)):
+        length, row, span = seg.length, seg.row, slice(seg.start, seg.start + seg.length)
+        ids[row, span] = traj.token_ids
+        real[row, span] = 1
+        targets[index, : length - 1] = traj.token_ids[1:]
+        target_mask[index, : length - 1] = trained_tokens(traj, loss_on)[1:]
+        placed = [(v.start, tuple(v.grid_thw), next(seconds)) for v in sorted(traj.videos, key=lambda v: v.start)]
+        positions[:, row, span] = mrope_positions(length, placed, tokens_per_second, spatial_merge)
+    for row in range(layout.rows):
+        # Padding continues the row's last positions so no index repeats inside a row.
+        used = int(real[row].sum())
+        positions[:, row, used:] = positions[:, row, :used].max() + 1 + np.arange(layout.width - used)
+    attention = torch.from_numpy(real)
+    if dense and layout.needs_custom_mask:
+        attention = dense_mask(layout)
     return Batch(torch.from_numpy(ids), attention, torch.from_numpy(positions), torch.from_numpy(targets),
-                 torch.from_numpy(target_mask), lengths, videos, use_tdam)
+                 torch.from_numpy(target_mask), lengths, videos, use_tdam, layout)

@@ -55,13 +55,9 @@ def save_optimizer_state(folder: str | Path, model, optimizer, with_model: bool)
     fresh = not optimizer.state  # no step taken yet: DCP fills the state in with a zero-lr step
     model_state, optim_state = get_state_dict(model, optimizer)
     tensors = {"optimizer": optim_state["state"]} | ({"model": model_state} if with_model else {})
-    _require_tensors(tensors, "")
-    with _single_process_quiet():
-        dcp.save(tensors, checkpoint_id=str(folder), no_dist=not _distributed())
+    digest = save_tensors(folder, tensors, collective=_distributed())
     if fresh:  # the next real step must still be Adam's first (its bias correction is step 1's)
         optimizer.state.clear()
-    metadata = Path(folder) / METADATA_FILE
-    digest = _sha256(metadata.read_bytes()) if metadata.is_file() else None
     groups = [{k: list(v) if isinstance(v, tuple) else v for k, v in group.items()}
               for group in optim_state["param_groups"]]
     return {"metadata_sha256": digest, "param_groups": groups, "fresh": fresh}
@@ -76,11 +72,7 @@ def load_optimizer_state(folder: str | Path, model, optimizer, saved: dict, with
     model_state, optim_state = get_state_dict(model, optimizer)
     groups = _restored_groups(saved.get("param_groups") or [], optim_state["param_groups"], folder)
     wanted = {"optimizer": optim_state["state"]} | ({"model": model_state} if with_model else {})
-    try:
-        with _single_process_quiet():
-            dcp.load(wanted, storage_reader=_ParsedReader(folder, metadata), no_dist=not _distributed())
-    except Exception as exc:  # DCP wraps each rank's error; name the checkpoint
-        raise CheckpointError(f"optimizer state in {folder} does not fit this learner: {exc}") from exc
+    load_tensors(folder, wanted, metadata, collective=_distributed())
     optim_state = {"state": wanted["optimizer"], "param_groups": groups}
     if with_model:
         set_state_dict(model, optimizer, model_state_dict=wanted["model"], optim_state_dict=optim_state)
@@ -88,6 +80,29 @@ def load_optimizer_state(folder: str | Path, model, optimizer, saved: dict, with
         set_optimizer_state_dict(model, optimizer, optim_state)
     if saved.get("fresh"):
         optimizer.state.clear()
+
+
+def save_tensors(folder: str | Path, tensors: dict, collective: bool) -> str | None:
+    """Write the nested dict `tensors` (tensors only, else TypeError) into `folder` with DCP. With
+    `collective` every rank of the process group calls this and writes its own shards; without, this
+    process writes everything alone. Returns the sha256 of DCP's metadata file to record with the
+    checkpoint (None on a rank that does not see the file)."""
+    _require_tensors(tensors, "")
+    with _single_process_quiet():
+        dcp.save(tensors, checkpoint_id=str(folder), no_dist=not collective)
+    metadata = Path(folder) / METADATA_FILE
+    return _sha256(metadata.read_bytes()) if metadata.is_file() else None
+
+
+def load_tensors(folder: str | Path, wanted: dict, metadata: Metadata, collective: bool) -> None:
+    """Fill the tensors of the nested dict `wanted` in place from `folder`, whose `metadata` was read
+    (and checked) by `read_metadata`; `collective` as in `save_tensors`. Raises CheckpointError when
+    the folder's tensors do not fit `wanted`."""
+    try:
+        with _single_process_quiet():
+            dcp.load(wanted, storage_reader=_ParsedReader(folder, metadata), no_dist=not collective)
+    except Exception as exc:  # DCP wraps each rank's error; name the checkpoint
+        raise CheckpointError(f"optimizer state in {folder} does not fit this learner: {exc}") from exc
 
 
 def read_metadata(folder: str | Path, expected_sha256: str | None) -> Metadata:

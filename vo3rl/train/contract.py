@@ -1,7 +1,7 @@
 """The learner contract: what the SFT and RL drivers may ask of a policy learner, written once.
 
-Two implementations: `vo3rl.train.learner.Learner` (one rank, or the whole learner when a run has one
-rank, in the calling process) and `vo3rl.workers.learner.LearnerGroup` (the ranks of one run as Ray
+Implementations: `vo3rl.train.learner.Learner` (FSDP2; one rank, or the whole learner when a run has one
+rank, in the calling process), its Megatron subclass `vo3rl.train.megatron.learner.MegatronLearner`, and `vo3rl.workers.learner.LearnerGroup` (the ranks of one run as Ray
 actors; it splits a batch over them and merges their answers). A driver holds a `PolicyLearner` and
 does not know which it got.
 

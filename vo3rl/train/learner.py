@@ -3,8 +3,12 @@ schedule, and the operations of the learner contract (`vo3rl.train.contract.Poli
 `workers/learner.py` hosts one per Ray actor, and a single-rank run uses it directly, in process.
 
 Every rank gets its own share of the global batch. A train step divides each loss sum by the token count
-of the GLOBAL batch and multiplies by the world size (FSDP averages gradients over ranks), so one rank or
-two, one micro-batch or eight, give the same gradient.
+of the GLOBAL batch and multiplies by the number of data-parallel replicas (FSDP averages gradients over
+ranks), so one rank or two, one micro-batch or eight, give the same gradient.
+
+Another backend (`vo3rl.train.megatron.learner.MegatronLearner`) subclasses `Learner` and replaces its
+FSDP2-specific parts: `_build_model` (and `_vision_parameters`), `_score`, `_autocast`, `_padding_call`,
+`_clip_and_step`, the weights and checkpoint methods; batching, losses, schedule and TDAM draws stay here.
 """
 from __future__ import annotations
 
@@ -26,9 +30,11 @@ from vo3rl.model.video_inputs import VideoMaterialiser
 from vo3rl.train import checkpoint as ckpt
 from vo3rl.train import checkpoint_state
 from vo3rl.train import fsdp
-from vo3rl.train.batch import Batch, build_batch, micro_batches, n_trained_tokens
-from vo3rl.train.forward import install_scoring, score_targets
+from vo3rl.train.attention import install_attention
+from vo3rl.train.batch import Batch, build_batch, n_trained_tokens
+from vo3rl.train.forward import TokenScores, install_scoring, score_targets
 from vo3rl.train.losses import LossInputs, get_loss, split_loss_output
+from vo3rl.train.packing import plan_micro_batches
 from vo3rl.train.schedule import make_scheduler
 
 log = get_logger(__name__)
@@ -71,29 +77,15 @@ class Learner:
         self.cfg = cfg
         self.model_path = Path(model_path)
         self.rank, self.world_size = fsdp.world()
+        self.replicas = self.world_size  # data-parallel replicas the gradients are averaged over
         self.device = _device()
         self.bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and self.device.type == "cuda")
         self.save_dtype = ckpt.resolve_save_dtype(cfg.save_dtype, self.bf16, _source_config(self.model_path))
         torch.manual_seed(cfg.seed)
         self._rng = random.Random(cfg.seed)
-        config = AutoConfig.from_pretrained(self.model_path)
-        config._attn_implementation = "sdpa"
         self.model_class = Qwen2_5_VLForConditionalGeneration
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-            self.model_path, config=config, dtype=torch.float32, attn_implementation="sdpa")
-        self.config = model.config
-        self.generation_config = model.generation_config
-        if cfg.freeze_vision:
-            for p in model.model.visual.parameters():
-                p.requires_grad_(False)
-        if cfg.grad_ckpt:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.to(self.device)
-        if fsdp.is_sharded():
-            fsdp.shard_policy(model, self.device.type, self.bf16)
-        install_scoring(model)
-        self.model = model
-        vision = {id(p) for p in model.model.visual.parameters()}
+        self.model = model = self._build_model()  # sets self.config, generation_config, attention
+        vision = {id(p) for p in self._vision_parameters()}
         groups = [{"params": [p for p in model.parameters() if p.requires_grad and id(p) not in vision], "lr_scale": 1.0},
                   {"params": [p for p in model.parameters() if p.requires_grad and id(p) in vision], "lr_scale": cfg.vision_lr_scale}]
         groups = [dict(g, lr=cfg.lr * g["lr_scale"]) for g in groups if g["params"]]
@@ -105,6 +97,35 @@ class Learner:
         self.videos = VideoMaterialiser(build_processor(self.tokenizer).video_processor)
         self.tokens_per_second = float(self.config.vision_config.tokens_per_second)
         self.step = 0
+
+    def _build_model(self):
+        """The policy on `self.device`, FSDP2-sharded when a process group exists; sets `self.config`
+        (the HF config), `self.generation_config` and `self.attention` ("sdpa" or "flex")."""
+        config = AutoConfig.from_pretrained(self.model_path)
+        config._attn_implementation = "sdpa"
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            self.model_path, config=config, dtype=torch.float32, attn_implementation="sdpa")
+        self.config = model.config
+        self.generation_config = model.generation_config
+        if self.cfg.freeze_vision:
+            for p in model.model.visual.parameters():
+                p.requires_grad_(False)
+        if self.cfg.grad_ckpt:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.to(self.device)
+        if fsdp.is_sharded():
+            fsdp.shard_policy(model, self.device.type, self.bf16)
+        install_scoring(model)
+        self.attention = install_attention(model, self.cfg.attention, self.device)  # "sdpa" or "flex"
+        return model
+
+    def _vision_parameters(self):
+        """The vision tower's parameters (their own optimizer group, at lr x `vision_lr_scale`)."""
+        return self.model.model.visual.parameters()
+
+    def _score(self, batch: Batch, with_entropy: bool) -> TokenScores:
+        """The policy's `TokenScores` of one micro-batch (already on the device)."""
+        return score_targets(self.model, batch, with_entropy, self.cfg.lm_head_chunk)
 
     # -- schedule -----------------------------------------------------------------------------
     def reset_schedule(self, total_steps: int, lr: float | None = None, warmup_ratio: float | None = None) -> None:
@@ -120,12 +141,18 @@ class Learner:
         return ratio > 0 and self._rng.random() < ratio
 
     # -- forward ------------------------------------------------------------------------------
+    def _micro_batches(self, trajectories, use_tdam: bool) -> list[list[int]]:
+        """Packed rows with `learner.packing` on a step without TDAM, else padded rows."""
+        return plan_micro_batches([len(t) for t in trajectories], self.cfg.micro_batch_tokens,
+                                  pack=self.cfg.packing and not use_tdam)
+
     def _batches(self, trajectories, loss_on: str, use_tdam: bool):
-        groups = micro_batches([len(t) for t in trajectories], self.cfg.micro_batch_tokens)
+        groups = self._micro_batches(trajectories, use_tdam)
         for group in groups:
             chosen = [trajectories[i] for i in group]
             videos, _ = self.videos.inputs(chosen)
-            batch = build_batch(chosen, videos, self.pad_id, self.tokens_per_second, loss_on, use_tdam)
+            batch = build_batch(chosen, videos, self.pad_id, self.tokens_per_second, loss_on, use_tdam,
+                                pack=self.cfg.packing and not use_tdam, dense=self.attention == "sdpa")
             yield group, chosen, batch.to(self.device)
 
     def _autocast(self):
@@ -141,12 +168,12 @@ class Learner:
         self.model.eval()
         out_lp = [np.full(len(t), np.nan, dtype=np.float32) for t in trajectories]
         out_ent = [np.full(len(t), np.nan, dtype=np.float32) for t in trajectories] if with_entropy else None
-        n_micro = len(micro_batches([len(t) for t in trajectories], self.cfg.micro_batch_tokens))
+        n_micro = len(self._micro_batches(trajectories, use_tdam))
         for _ in range(fsdp.max_over_ranks(n_micro) - n_micro):
             self._padding_call(backward=False)
         for group, _, batch in self._batches(trajectories, loss_on, use_tdam):
             with self._autocast():
-                scores = score_targets(self.model, batch, with_entropy, self.cfg.lm_head_chunk)
+                scores = self._score(batch, with_entropy)
             rows, positions = scores.rows.cpu().numpy(), scores.positions.cpu().numpy() + 1
             lp = scores.logprobs.float().cpu().numpy()
             ent = scores.entropy.float().cpu().numpy() if with_entropy else None
@@ -173,9 +200,9 @@ class Learner:
         with_entropy = inputs is not None and bool(inputs.with_entropy)
         self.model.train()
         start = time.perf_counter()
-        scale = self.world_size / max(1, global_tokens)
+        scale = self.replicas / max(1, global_tokens)
         total, tokens, padded, sums = 0.0, 0, 0, {}
-        n_micro = len(micro_batches([len(t) for t in trajectories], self.cfg.micro_batch_tokens))
+        n_micro = len(self._micro_batches(trajectories, use_tdam))
         n_calls = fsdp.max_over_ranks(n_micro)
         for index in range(n_calls - n_micro):  # this rank has fewer micro-batches than another
             self._gradient_sync(n_micro == 0 and index == n_calls - 1)
@@ -185,7 +212,7 @@ class Learner:
             self._gradient_sync(index == n_micro - 1)
             chosen_inputs = inputs.select(group) if inputs is not None else None
             with self._autocast():
-                scores = score_targets(self.model, batch, with_entropy, self.cfg.lm_head_chunk)
+                scores = self._score(batch, with_entropy)
                 value, loss_metrics = split_loss_output(loss_fn(scores, batch, chosen, chosen_inputs))
             (value * scale).backward()
             for key, amount in loss_metrics.items():
@@ -211,7 +238,7 @@ class Learner:
         batch = Batch(ids, torch.ones_like(ids), torch.arange(2).view(1, 1, 2).expand(3, 1, 2).contiguous(),
                       ids.clone(), torch.zeros_like(ids, dtype=torch.bool), [2], None)
         with self._autocast():
-            scores = score_targets(self.model, batch.to(self.device), False, self.cfg.lm_head_chunk)
+            scores = self._score(batch.to(self.device), False)
         if backward:
             scores.logprobs.sum().backward()
 

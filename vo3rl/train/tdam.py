@@ -11,7 +11,9 @@ removed from the ordinary causal mask:
 Only sequences with more than one video are masked. A video's blocked keys are its `<|video_pad|>` run
 (`VideoSpan.start:end`), never the vision start/end markers; `<think>` and plain text are never blocked.
 Tag spans come from the Trajectory (`TagTokens`), which found them in the decoded assistant text, so no
-token id is hard-coded here. The blocks are materialised into a boolean mask only when a batch is built.
+token id is hard-coded here. A batch's attention masks are made from the blocks in `vo3rl.train.masks`
+(the SDPA boolean mask) and `vo3rl.train.flex_mask` (the FlexAttention block mask); `tdam_mask` here is
+the plain single-row reference they are tested against.
 """
 from __future__ import annotations
 
@@ -68,12 +70,3 @@ def tdam_mask(length: int, blocks: Sequence[Block], valid: int | None = None) ->
     for b in blocks:
         mask[b.q_start : b.q_end, b.k_start : b.k_end] = False
     return mask
-
-
-def batch_mask(length: int, valid_lengths: Sequence[int], blocks: Sequence[Sequence[Block]]):
-    """torch bool [B, 1, L, L] for right-padded rows: row b has `valid_lengths[b]` real tokens and
-    `blocks[b]` (possibly empty) removed. Ready for SDPA's boolean `attention_mask`."""
-    import torch
-
-    rows = [tdam_mask(length, row_blocks, valid) for valid, row_blocks in zip(valid_lengths, blocks)]
-    return torch.from_numpy(np.stack(rows)[:, None])
