@@ -209,7 +209,8 @@ class LearnerGroup:
 
     def _leaders(self, results: list) -> list:
         """The answers of one rank per replica (the others repeat them)."""
-        return [r for rank, r in enumerate(results) if rank == self.replicas.index(self.replicas[rank])]
+        first_rank = {replica: rank for rank, replica in reversed(list(enumerate(self.replicas)))}
+        return [results[rank] for rank in sorted(first_rank.values())]
 
     def train_step(self, trajectories: list, loss: str = "sft", loss_on: str = "assistant",
                    use_tdam: bool = False, inputs: LossInputs | None = None) -> dict:

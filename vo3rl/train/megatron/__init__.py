@@ -4,7 +4,7 @@ same learner contract as FSDP2 (`vo3rl.train.contract.PolicyLearner`).
 
     layout.py        which rank holds which share (pure)
     weights.py       HF <-> Megatron state dicts, tensor-parallel shards (pure torch)
-    cpu_patches.py   the two spots where megatron-core allocates on CUDA, moved to the CPU
+    cpu_patches.py   the three spots where megatron-core allocates on CUDA, moved to the CPU
     parallel.py      megatron's parallel state, gradient reduction and norm across ranks
     model.py         the policy module and its scored forward
     state.py         checkpoints in the FSDP2 layout (HF weights, HF-named optimizer state)
